@@ -1,0 +1,799 @@
+//! Builds the CoreOS-like node image for Podman hosts offline (debootstrap from the
+//! machine's own Debian mirror, no registry) and caches it under a tag derived from
+//! the recipe, so an unchanged recipe costs one `podman image exists`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::podman::{CommandFailure, run_checked};
+
+/// Bump when the build steps change in a way the package list and files do not show.
+const RECIPE_VERSION: &str = "kubeforge-host-recipe-1";
+const SUITE: &str = "bookworm";
+const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
+const IMAGE_REPO: &str = "localhost/kubeforge-host";
+/// Build directories are `<prefix><pid>-<random>`, so ones left by a killed build can be
+/// recognised by their dead pid.
+const WORKDIR_PREFIX: &str = "/var/tmp/kubeforge-host-";
+
+/// Binaries a node needs; the installer configures and enables services itself.
+const PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "ca-certificates",
+    "iproute2",
+    "iptables",
+    "conntrack",
+    "socat",
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "procps",
+    "kmod",
+    "mount",
+    "util-linux",
+    "netbase",
+];
+
+/// Units that spin, fail or touch the shared kernel when systemd runs in a container.
+const MASKED_UNITS: &[&str] = &[
+    // A privileged host's /proc/sys, binfmt_misc and module loading reach the shared kernel.
+    "systemd-sysctl.service",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.mount",
+    "proc-sys-fs-binfmt_misc.automount",
+    "systemd-modules-load.service",
+    // No console in a container: these would restart forever.
+    "console-getty.service",
+    "getty@tty1.service",
+];
+
+const SYSCTL_SHIM_UNIT: &str = "kubeforge-sysctl-shim.service";
+
+struct RecipeFile {
+    path: &'static str,
+    mode: u32,
+    content: &'static str,
+}
+
+const FILES: &[RecipeFile] = &[
+    RecipeFile {
+        path: "etc/sudoers.d/core",
+        mode: 0o440,
+        content: "core ALL=(ALL) NOPASSWD:ALL\n",
+    },
+    RecipeFile {
+        path: "etc/ssh/sshd_config.d/kubeforge.conf",
+        mode: 0o644,
+        content: "# Key-only logins; one host key generated at first boot; keys come from a volume\n\
+                  # the Podman driver mounts on /etc/ssh/authorized_keys.\n\
+                  PasswordAuthentication no\n\
+                  KbdInteractiveAuthentication no\n\
+                  PermitRootLogin no\n\
+                  UseDNS no\n\
+                  MaxSessions 32\n\
+                  AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u\n\
+                  HostKey /etc/ssh/ssh_host_ed25519_key\n",
+    },
+    RecipeFile {
+        // Host keys must differ per host, so none are baked in; ed25519 alone keeps boot fast.
+        path: "etc/systemd/system/ssh.service.d/kubeforge-hostkeys.conf",
+        mode: 0o644,
+        content: "[Service]\n\
+                  ExecStartPre=\n\
+                  ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key'\n\
+                  ExecStartPre=/usr/sbin/sshd -t\n",
+    },
+    RecipeFile {
+        path: "etc/systemd/system.conf.d/kubeforge.conf",
+        mode: 0o644,
+        content: "[Manager]\nDefaultTimeoutStopSec=10s\n",
+    },
+    RecipeFile {
+        path: "usr/local/sbin/kubeforge-sysctl-shim",
+        mode: 0o755,
+        content: r#"#!/bin/sh
+# Presents the sysctl values kubelet insists on inside this node only: the files
+# are bind-mounted over /proc/sys entries, so the shared kernel is never written.
+# Only a privileged host has a writable /proc/sys; on others there is nothing to do.
+if [ ! -w /proc/sys/vm/overcommit_memory ]; then
+    echo "kubeforge-sysctl-shim: /proc/sys is read-only (unprivileged host): nothing to do"
+    exit 0
+fi
+dir=/run/kubeforge-sysctl
+mkdir -p "$dir" || exit 0
+rc=0
+for kv in vm.overcommit_memory=1 kernel.panic=10 kernel.panic_on_oops=1; do
+    key=${kv%%=*}
+    value=${kv#*=}
+    target=/proc/sys/$(echo "$key" | tr . /)
+    if grep -q " $target " /proc/self/mountinfo; then
+        continue
+    fi
+    printf '%s\n' "$value" > "$dir/$key"
+    mount --bind "$dir/$key" "$target" || rc=1
+done
+exit $rc
+"#,
+    },
+    RecipeFile {
+        path: "etc/systemd/system/kubeforge-sysctl-shim.service",
+        mode: 0o644,
+        content: "[Unit]\n\
+                  Description=Present kubelet's sysctl values inside this node without changing the shared kernel\n\
+                  Before=containerd.service kubelet.service\n\
+                  \n\
+                  [Service]\n\
+                  Type=oneshot\n\
+                  RemainAfterExit=yes\n\
+                  ExecStart=-/usr/local/sbin/kubeforge-sysctl-shim\n\
+                  \n\
+                  [Install]\n\
+                  WantedBy=multi-user.target\n",
+    },
+];
+
+/// Commands run inside the rootfs (via chroot) after the files are written.
+const CHROOT_STEPS: &[&[&str]] = &[
+    &[
+        "useradd",
+        "--create-home",
+        "--uid",
+        "1000",
+        "--user-group",
+        "--shell",
+        "/bin/bash",
+        "core",
+    ],
+    // '*' = no password, but not "locked", so key logins are never refused.
+    &["usermod", "-p", "*", "core"],
+    &[
+        "install",
+        "-d",
+        "-m",
+        "0700",
+        "-o",
+        "core",
+        "-g",
+        "core",
+        "/home/core/.ssh",
+    ],
+    &["install", "-d", "-m", "0755", "/opt/bin"],
+    &["systemctl", "disable", "containerd.service"],
+    &["systemctl", "enable", SYSCTL_SHIM_UNIT],
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostImageError {
+    #[error(
+        "missing host tools: {missing}; install them with `{install}` (as root), or run kubeforge as root on Debian to have it installed"
+    )]
+    MissingTools { missing: String, install: String },
+    #[error("host image: {action}: {source}")]
+    Command {
+        action: String,
+        #[source]
+        source: CommandFailure,
+    },
+    #[error("host image: {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("host image: refusing to write {path}: it resolves outside the rootfs")]
+    OutsideRootfs { path: PathBuf },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostImageError {
+    let path = path.to_path_buf();
+    move |source| HostImageError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn cmd_err(action: impl Into<String>) -> impl FnOnce(CommandFailure) -> HostImageError {
+    let action = action.into();
+    move |source| HostImageError::Command { action, source }
+}
+
+/// Tools the image build and the driver call, with the Debian package providing each.
+const REQUIRED_TOOLS: &[(&str, &str)] = &[
+    ("podman", "podman"),
+    ("runc", "runc"),
+    ("debootstrap", "debootstrap"),
+];
+
+/// Makes sure podman, runc and debootstrap exist; installs them with apt when running
+/// as root on Debian, otherwise says exactly what to install.
+pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageError> {
+    let missing: Vec<&str> = REQUIRED_TOOLS
+        .iter()
+        .filter(|(tool, _)| find_in_path(tool).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| effective_uid(&s))
+        == Some(0);
+    let is_debian = Path::new("/etc/debian_version").exists();
+    if !(is_root && is_debian) {
+        return Err(HostImageError::MissingTools {
+            missing: missing.join(", "),
+            install,
+        });
+    }
+    log(&format!(
+        "installing missing packages: {}",
+        missing.join(" ")
+    ));
+    let mut known = true;
+    for package in &missing {
+        if run_checked("apt-cache", &["show", "--no-all-versions", package])
+            .await
+            .is_err()
+        {
+            known = false;
+        }
+    }
+    if !known {
+        log("apt-get update");
+        apt(&["update"]).await.map_err(cmd_err("apt-get update"))?;
+    }
+    let mut args = vec!["install", "-y", "-q"];
+    args.extend(missing.iter().copied());
+    apt(&args).await.map_err(cmd_err(install))?;
+    Ok(())
+}
+
+async fn apt(args: &[&str]) -> Result<String, CommandFailure> {
+    super::podman::run_checked_env(
+        "apt-get",
+        args,
+        &[
+            ("DEBIAN_FRONTEND", "noninteractive"),
+            ("APT_LISTCHANGES_FRONTEND", "none"),
+        ],
+    )
+    .await
+}
+
+fn find_in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Effective uid from the text of /proc/self/status (`Uid: real effective saved fs`).
+fn effective_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|uid| uid.parse().ok())
+}
+
+/// The image reference for the current recipe: the tag changes whenever the recipe does.
+pub fn image_ref() -> String {
+    format!("{IMAGE_REPO}:{}", recipe_hash())
+}
+
+fn recipe_hash() -> String {
+    let mut hasher = Sha256::new();
+    let mut feed = |part: &str| {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    };
+    feed(RECIPE_VERSION);
+    feed(SUITE);
+    PACKAGES.iter().for_each(|p| feed(p));
+    MASKED_UNITS.iter().for_each(|u| feed(u));
+    for file in FILES {
+        feed(file.path);
+        feed(&format!("{:o}", file.mode));
+        feed(file.content);
+    }
+    for step in CHROOT_STEPS {
+        feed(&step.join(" "));
+    }
+    let digest = format!("{:x}", hasher.finalize());
+    digest[..12].to_string()
+}
+
+/// Returns the node image reference, building and importing it first if Podman lacks it.
+pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageError> {
+    let reference = image_ref();
+    if run_checked("podman", &["image", "exists", &reference])
+        .await
+        .is_ok()
+    {
+        log(&format!("host image {reference} is cached"));
+        return Ok(reference);
+    }
+    remove_abandoned_workdirs(log).await;
+    let workdir = PathBuf::from(format!(
+        "{WORKDIR_PREFIX}{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    tokio::fs::create_dir(&workdir)
+        .await
+        .map_err(io_err("create", &workdir))?;
+    let rootfs = workdir.join("rootfs");
+    let built = build(&rootfs, &reference, log).await;
+    let cleaned = remove_workdir(&workdir).await;
+    built?;
+    cleaned?;
+    log(&format!("host image {reference} is ready"));
+    remove_stale_images(&reference, log).await;
+    Ok(reference)
+}
+
+/// Drops images of older recipes so iterating on the recipe does not fill the disk;
+/// ones still used by some instance's containers stay (podman refuses, which is fine).
+async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
+    let filter = format!("reference={IMAGE_REPO}");
+    let Ok(listed) = run_checked(
+        "podman",
+        &[
+            "images",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    for stale in listed
+        .lines()
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && *r != current)
+    {
+        if run_checked("podman", &["rmi", stale]).await.is_ok() {
+            log(&format!("removed stale host image {stale}"));
+        }
+    }
+}
+
+async fn build(rootfs: &Path, reference: &str, log: &dyn Fn(&str)) -> Result<(), HostImageError> {
+    let mirror = detect_mirror();
+    log(&format!(
+        "building host image {reference}: debootstrap {SUITE} from {mirror} (takes a few minutes)"
+    ));
+    let include = format!("--include={}", PACKAGES.join(","));
+    let rootfs_str = rootfs.to_string_lossy().into_owned();
+    let args = [
+        "--variant=minbase",
+        "--components=main",
+        &include,
+        SUITE,
+        &rootfs_str,
+        &mirror,
+    ];
+    let debootstrap = run_checked("debootstrap", &args);
+    with_heartbeat(debootstrap, "debootstrap", log)
+        .await
+        .map_err(cmd_err(format!("debootstrap {SUITE} from {mirror}")))?;
+    log("configuring host rootfs");
+    configure(rootfs).await?;
+    log(&format!("importing rootfs as {reference}"));
+    with_heartbeat(import(rootfs, reference), "podman import", log).await
+}
+
+/// Awaits `work`, logging every 30 s that it is still running, so a long silent step
+/// does not look hung.
+async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn Fn(&str)) -> T {
+    let started = std::time::Instant::now();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
+    ticks.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => log(&format!(
+                "{what} still running ({}s)",
+                started.elapsed().as_secs()
+            )),
+        }
+    }
+}
+
+/// Removes build directories whose builder process is gone (killed or crashed builds).
+async fn remove_abandoned_workdirs(log: &dyn Fn(&str)) {
+    let Some((parent, name_prefix)) = WORKDIR_PREFIX.rsplit_once('/') else {
+        return;
+    };
+    let Ok(mut entries) = tokio::fs::read_dir(parent).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(name_prefix)
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        match remove_workdir(&entry.path()).await {
+            Ok(()) => log(&format!(
+                "removed abandoned build directory {}",
+                entry.path().display()
+            )),
+            Err(e) => log(&format!("could not remove abandoned build directory: {e}")),
+        }
+    }
+}
+
+async fn configure(rootfs: &Path) -> Result<(), HostImageError> {
+    let root = tokio::fs::canonicalize(rootfs)
+        .await
+        .map_err(io_err("resolve", rootfs))?;
+    for file in FILES {
+        write_in_rootfs(&root, file).await?;
+    }
+    let root_str = root.to_string_lossy().into_owned();
+    for step in CHROOT_STEPS {
+        let mut args = vec![root_str.as_str()];
+        args.extend_from_slice(step);
+        run_checked("chroot", &args)
+            .await
+            .map_err(cmd_err(format!("in rootfs: {}", step.join(" "))))?;
+    }
+    let mut mask = vec![root_str.as_str(), "systemctl", "mask"];
+    mask.extend_from_slice(MASKED_UNITS);
+    run_checked("chroot", &mask)
+        .await
+        .map_err(cmd_err("in rootfs: systemctl mask"))?;
+
+    // Per-host identity must come from first boot, never from the build machine.
+    let ssh_dir = root.join("etc/ssh");
+    let mut entries = tokio::fs::read_dir(&ssh_dir)
+        .await
+        .map_err(io_err("list", &ssh_dir))?;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(io_err("list", &ssh_dir))?
+    {
+        if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
+            let path = entry.path();
+            tokio::fs::remove_file(&path)
+                .await
+                .map_err(io_err("remove", &path))?;
+        }
+    }
+    for relative in ["etc/hostname", "etc/resolv.conf", "var/lib/dbus/machine-id"] {
+        remove_if_present(&root.join(relative)).await?;
+    }
+    let machine_id = root.join("etc/machine-id");
+    remove_if_present(&machine_id).await?;
+    tokio::fs::write(&machine_id, b"")
+        .await
+        .map_err(io_err("write", &machine_id))?;
+    // Package indexes and caches only add size; the node never runs apt offline.
+    for relative in ["var/lib/apt/lists", "var/cache/apt"] {
+        clear_dir_files(&root.join(relative)).await?;
+    }
+    Ok(())
+}
+
+async fn write_in_rootfs(root: &Path, file: &RecipeFile) -> Result<(), HostImageError> {
+    let target = root.join(file.path);
+    let parent = target
+        .parent()
+        .ok_or_else(|| HostImageError::OutsideRootfs {
+            path: target.clone(),
+        })?;
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(io_err("create", parent))?;
+    // An absolute symlink inside the rootfs would otherwise redirect the write to the machine.
+    let resolved = tokio::fs::canonicalize(parent)
+        .await
+        .map_err(io_err("resolve", parent))?;
+    if !resolved.starts_with(root) {
+        return Err(HostImageError::OutsideRootfs { path: target });
+    }
+    remove_if_present(&target).await?;
+    tokio::fs::write(&target, file.content)
+        .await
+        .map_err(io_err("write", &target))?;
+    tokio::fs::set_permissions(&target, std::fs::Permissions::from_mode(file.mode))
+        .await
+        .map_err(io_err("chmod", &target))
+}
+
+async fn remove_if_present(path: &Path) -> Result<(), HostImageError> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes regular files (recursively) below `dir`, keeping the directory tree apt expects.
+async fn clear_dir_files(dir: &Path) -> Result<(), HostImageError> {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let mut entries = match tokio::fs::read_dir(&current).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("list", &current)(e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(io_err("list", &current))?
+        {
+            let path = entry.path();
+            let kind = entry.file_type().await.map_err(io_err("inspect", &path))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() && entry.file_name() != "lock" {
+                tokio::fs::remove_file(&path)
+                    .await
+                    .map_err(io_err("remove", &path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tar -C ROOTFS -c . | podman import - REF`, with the image set to boot systemd.
+async fn import(rootfs: &Path, reference: &str) -> Result<(), HostImageError> {
+    let mut tar = tokio::process::Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .args(["--numeric-owner", "--xattrs", "-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_err("run tar on", rootfs))?;
+    let tar_out: std::process::Stdio = tar
+        .stdout
+        .take()
+        .and_then(|out| out.try_into().ok())
+        .ok_or_else(|| {
+            io_err("pipe tar output of", rootfs)(std::io::Error::other("no stdout pipe"))
+        })?;
+    let import = tokio::process::Command::new("podman")
+        .args([
+            "import",
+            "--change",
+            "CMD [\"/sbin/init\"]",
+            "--change",
+            "STOPSIGNAL SIGRTMIN+3",
+            "-",
+            reference,
+        ])
+        .stdin(tar_out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let (imported, tarred) = tokio::join!(import, tar.wait_with_output());
+    let tarred = tarred.map_err(io_err("run tar on", rootfs))?;
+    if !tarred.status.success() {
+        return Err(cmd_err("tar the rootfs")(CommandFailure::from_output(
+            "tar",
+            &["-C", &rootfs.to_string_lossy(), "-c", "."],
+            &tarred,
+        )));
+    }
+    let imported = imported.map_err(io_err("run podman import for", rootfs))?;
+    if !imported.status.success() {
+        return Err(cmd_err(format!("podman import {reference}"))(
+            CommandFailure::from_output("podman", &["import", "-", reference], &imported),
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes the build directory, first lazily unmounting anything debootstrap left mounted
+/// inside it (an aborted run can leave /proc or /sys mounted in the rootfs).
+async fn remove_workdir(workdir: &Path) -> Result<(), HostImageError> {
+    let mounts = tokio::fs::read_to_string("/proc/self/mounts")
+        .await
+        .map_err(io_err("read", Path::new("/proc/self/mounts")))?;
+    let prefix = workdir.to_string_lossy().into_owned();
+    let mut inside: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|mount| mount.starts_with(&format!("{prefix}/")))
+        .collect();
+    inside.sort_by_key(|mount| std::cmp::Reverse(mount.len()));
+    for mount in &inside {
+        run_checked("umount", &["-l", mount])
+            .await
+            .map_err(cmd_err(format!("unmount {mount} before cleanup")))?;
+    }
+    tokio::fs::remove_dir_all(workdir)
+        .await
+        .map_err(io_err("remove", workdir))
+}
+
+/// The Debian mirror the machine's apt uses, so the build works wherever apt works.
+fn detect_mirror() -> String {
+    let mut sources = Vec::new();
+    for file in ["/etc/apt/sources.list"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            sources.push((false, text));
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let deb822 = path.extension().is_some_and(|e| e == "sources");
+            let list = path.extension().is_some_and(|e| e == "list");
+            if let (true, Ok(text)) = (deb822 || list, std::fs::read_to_string(&path)) {
+                sources.push((deb822, text));
+            }
+        }
+    }
+    sources
+        .iter()
+        .find_map(|(deb822, text)| {
+            if *deb822 {
+                mirror_from_deb822(text, SUITE)
+            } else {
+                mirror_from_one_line(text, SUITE)
+            }
+        })
+        .unwrap_or_else(|| FALLBACK_MIRROR.to_string())
+}
+
+fn usable_uri(uri: &str) -> bool {
+    ["http://", "https://", "file:/"]
+        .iter()
+        .any(|scheme| uri.starts_with(scheme))
+}
+
+/// First `deb` URI serving `suite` with component main, in deb822 (`.sources`) format.
+fn mirror_from_deb822(text: &str, suite: &str) -> Option<String> {
+    text.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .filter(|line| !line.trim_start().starts_with('#'))
+                .find_map(|line| {
+                    let (key, value) = line.split_once(':')?;
+                    key.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| value.split_whitespace().map(str::to_string).collect())
+                })
+                .unwrap_or_else(Vec::new)
+        };
+        let enabled = field("Enabled").first().is_none_or(|v| v != "no");
+        let serves = field("Types").iter().any(|t| t == "deb")
+            && field("Suites").iter().any(|s| s == suite)
+            && field("Components").iter().any(|c| c == "main");
+        if !(enabled && serves) {
+            return None;
+        }
+        field("URIs").into_iter().find(|uri| usable_uri(uri))
+    })
+}
+
+/// First `deb` URI serving `suite` with component main, in one-line (`.list`) format.
+fn mirror_from_one_line(text: &str, suite: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let line = line.split('#').next()?.trim();
+        let rest = line.strip_prefix("deb ")?.trim_start();
+        let rest = if rest.starts_with('[') {
+            rest.split_once(']')?.1
+        } else {
+            rest
+        };
+        let mut words = rest.split_whitespace();
+        let uri = words.next()?;
+        let line_suite = words.next()?;
+        let has_main = words.any(|c| c == "main");
+        (line_suite == suite && has_main && usable_uri(uri)).then(|| uri.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deb822_picks_main_suite_not_security() {
+        let text = "Types: deb\n\
+                    # http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
+                    URIs: http://mirror.example/debian\n\
+                    Suites: bookworm bookworm-updates\n\
+                    Components: main\n\
+                    \n\
+                    Types: deb\n\
+                    URIs: http://mirror.example/debian-security\n\
+                    Suites: bookworm-security\n\
+                    Components: main\n";
+        assert_eq!(
+            mirror_from_deb822(text, "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(mirror_from_deb822(text, "trixie"), None);
+    }
+
+    #[test]
+    fn deb822_skips_disabled_and_source_stanzas() {
+        let text = "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n\
+                    Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n\n\
+                    Types: deb\nURIs: cdrom:/media http://on.example/debian\nSuites: bookworm\nComponents: main contrib\n";
+        assert_eq!(
+            mirror_from_deb822(text, "bookworm").as_deref(),
+            Some("http://on.example/debian")
+        );
+    }
+
+    #[test]
+    fn one_line_format_with_options_and_comments() {
+        let text = "# deb http://commented.example/debian bookworm main\n\
+                    deb-src http://src.example/debian bookworm main\n\
+                    deb http://sec.example/debian-security bookworm-security main\n\
+                    deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main contrib\n";
+        assert_eq!(
+            mirror_from_one_line(text, "bookworm").as_deref(),
+            Some("http://one.example/debian")
+        );
+        assert_eq!(
+            mirror_from_one_line("deb http://x/debian bookworm contrib\n", "bookworm"),
+            None
+        );
+    }
+
+    #[test]
+    fn effective_uid_is_second_uid_field() {
+        let status = "Name:\tcat\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(effective_uid(status), Some(0));
+        assert_eq!(effective_uid("Name:\tcat\n"), None);
+    }
+
+    #[test]
+    fn image_ref_is_stable_and_tagged_by_recipe() {
+        let reference = image_ref();
+        assert_eq!(reference, image_ref());
+        let tag = reference
+            .strip_prefix("localhost/kubeforge-host:")
+            .expect("repository prefix");
+        assert_eq!(tag.len(), 12);
+        assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn recipe_never_enables_containerd_or_bakes_host_keys() {
+        assert!(
+            CHROOT_STEPS
+                .iter()
+                .any(|step| step == &["systemctl", "disable", "containerd.service"])
+        );
+        assert!(
+            FILES
+                .iter()
+                .all(|f| !f.path.starts_with("etc/ssh/ssh_host_"))
+        );
+        let sudoers = FILES.iter().find(|f| f.path == "etc/sudoers.d/core");
+        assert_eq!(sudoers.map(|f| f.mode), Some(0o440));
+    }
+}

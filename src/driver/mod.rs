@@ -1,0 +1,2 @@
+pub mod host_image;
+pub mod podman;

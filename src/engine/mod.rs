@@ -1,0 +1,363 @@
+//! The converge engine: facts, then a diff, then only the difference is applied.
+//!
+//! A run is a list of [`Phase`]s (k0sctl-style ordered phases over hosts). In a phase each
+//! host gets one facts round trip (every resource of every task probed by one script), the
+//! diff is computed locally, and the changes go back in one apply script (plus one streamed
+//! upload per changed binary). Check mode stops after the diff.
+
+pub mod resource;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::ssh::{ExecOutput, SshError};
+pub use resource::{Change, Guard, Observation, Perms, ReadyCheck, Resource};
+
+/// Something to do on a host: a named group of resources from one role.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    /// The role that produced it; `--tags` selects roles by this.
+    pub role: &'static str,
+    pub resources: Vec<Resource>,
+}
+
+/// Everything one phase does on one host.
+#[derive(Debug, Clone)]
+pub struct HostPlan {
+    pub host: String,
+    pub tasks: Vec<Task>,
+}
+
+/// An ordered step of the installation over a set of hosts (hosts run concurrently).
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: String,
+    pub hosts: Vec<HostPlan>,
+}
+
+/// Apply the changes, or only report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    Check,
+}
+
+/// The changes of one task on one host.
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub host: String,
+    pub task: String,
+    pub changes: Vec<Change>,
+}
+
+/// What a phase did (or would do) on one host.
+#[derive(Debug, Clone, Default)]
+pub struct HostReport {
+    pub host: String,
+    pub tasks: Vec<TaskReport>,
+    pub round_trips: u64,
+}
+
+impl HostReport {
+    pub fn change_count(&self) -> usize {
+        self.tasks.iter().map(|t| t.changes.len()).sum()
+    }
+}
+
+/// How the engine reaches a host: run a root shell script, stream a file.
+/// Implemented by the SSH session; tests use a local shell to exercise the real scripts.
+pub trait Transport: Sync {
+    fn exec_root(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<ExecOutput, SshError>> + Send;
+    fn upload_file(
+        &self,
+        local: &std::path::Path,
+        remote_path: &str,
+        mode: u32,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(), SshError>> + Send;
+}
+
+impl Transport for crate::ssh::SshSession {
+    async fn exec_root(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        crate::ssh::SshSession::exec_root(self, command, stdin, timeout).await
+    }
+    async fn upload_file(
+        &self,
+        local: &std::path::Path,
+        remote_path: &str,
+        mode: u32,
+        timeout: Duration,
+    ) -> Result<(), SshError> {
+        crate::ssh::SshSession::upload_file(self, local, remote_path, mode, timeout).await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{host}: {what}: {source}")]
+    Transport {
+        host: String,
+        what: &'static str,
+        source: SshError,
+    },
+    #[error("{host}: gathering facts failed (exit {status}): {stderr}")]
+    Facts {
+        host: String,
+        status: u32,
+        stderr: String,
+    },
+    #[error("{host}: task '{task}' failed ({resource}): {stderr}")]
+    Apply {
+        host: String,
+        task: String,
+        resource: String,
+        stderr: String,
+    },
+}
+
+/// Functions every apply script can call: atomic file write, readiness wait.
+const APPLY_PRELUDE: &str = r#"set -e
+umask 022
+kf_write() { kf_t="$1.kf-tmp.$$"; base64 -d > "$kf_t"; chmod "$2" "$kf_t"; chown "$3" "$kf_t"; mv -f "$kf_t" "$1"; }
+kf_wait() { kf_i=0; while [ "$kf_i" -lt "$1" ]; do if sh -c "$2" >/dev/null 2>&1; then return 0; fi; sleep 1; kf_i=$((kf_i+1)); done; return 1; }
+mkdir -p /var/lib/kubeforge/restart-pending
+"#;
+
+const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
+const APPLY_TIMEOUT: Duration = Duration::from_secs(900);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Converges (or checks) one host's plan: one facts round trip, then at most one apply
+/// script and one upload per changed binary.
+pub async fn run_host<T: Transport>(
+    transport: &T,
+    plan: &HostPlan,
+    mode: Mode,
+) -> Result<HostReport, EngineError> {
+    let host = plan.host.clone();
+    let resources: Vec<(usize, &Resource)> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(t, task)| task.resources.iter().map(move |r| (t, r)))
+        .collect();
+    let mut report = HostReport {
+        host: host.clone(),
+        ..Default::default()
+    };
+    if resources.is_empty() {
+        return Ok(report);
+    }
+
+    let facts = gather_facts(transport, &host, &resources).await?;
+    report.round_trips += 1;
+
+    // Diff in order: a service sees the paths changed before it.
+    let mut changed_paths: Vec<String> = Vec::new();
+    let mut per_resource: Vec<Vec<Change>> = Vec::with_capacity(resources.len());
+    for (i, (_, r)) in resources.iter().enumerate() {
+        let empty = Observation::new();
+        let changes = r.diff(facts.get(&i).unwrap_or(&empty), &changed_paths);
+        if !changes.is_empty()
+            && let Some(p) = r.path()
+        {
+            changed_paths.push(p.to_string());
+        }
+        per_resource.push(changes);
+    }
+    for (t, task) in plan.tasks.iter().enumerate() {
+        let changes: Vec<Change> = resources
+            .iter()
+            .zip(&per_resource)
+            .filter(|((ti, _), _)| *ti == t)
+            .flat_map(|(_, c)| c.iter().cloned())
+            .collect();
+        report.tasks.push(TaskReport {
+            host: host.clone(),
+            task: task.name.clone(),
+            changes,
+        });
+    }
+    if mode == Mode::Check || report.change_count() == 0 {
+        return Ok(report);
+    }
+
+    // Stream changed binaries first (to a temporary name, renamed atomically).
+    for ((t, r), changes) in resources.iter().zip(&per_resource) {
+        if let Resource::Upload {
+            path, local, perms, ..
+        } = r
+            && changes.iter().any(|c| c.summary.starts_with("upload"))
+        {
+            transport
+                .upload_file(local, path, perms.mode, UPLOAD_TIMEOUT)
+                .await
+                .map_err(|source| EngineError::Transport {
+                    host: host.clone(),
+                    what: "upload",
+                    source,
+                })
+                .map_err(|e| with_task(e, &plan.tasks[*t].name))?;
+            report.round_trips += 1;
+        }
+    }
+
+    let script = apply_script(&resources, &per_resource, &changed_paths);
+    let out = transport
+        .exec_root("sh -s", Some(script.as_bytes()), APPLY_TIMEOUT)
+        .await
+        .map_err(|source| EngineError::Transport {
+            host: host.clone(),
+            what: "apply",
+            source,
+        })?;
+    report.round_trips += 1;
+    if out.status != 0 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let at = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("KF-AT "))
+            .filter_map(|n| n.trim().parse::<usize>().ok())
+            .last()
+            .unwrap_or(0);
+        let (t, r) = resources[at.min(resources.len() - 1)];
+        let message: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("KF-AT "))
+            .collect();
+        return Err(EngineError::Apply {
+            host,
+            task: plan.tasks[t].name.clone(),
+            resource: r.label(),
+            stderr: tail(&message.join("\n"), 1500),
+        });
+    }
+    Ok(report)
+}
+
+fn with_task(e: EngineError, task: &str) -> EngineError {
+    match e {
+        EngineError::Transport { host, source, .. } => EngineError::Apply {
+            host,
+            task: task.to_string(),
+            resource: "upload".into(),
+            stderr: source.to_string(),
+        },
+        other => other,
+    }
+}
+
+async fn gather_facts<T: Transport>(
+    transport: &T,
+    host: &str,
+    resources: &[(usize, &Resource)],
+) -> Result<BTreeMap<usize, Observation>, EngineError> {
+    let mut script = String::from("export LC_ALL=C\n");
+    for (i, (_, r)) in resources.iter().enumerate() {
+        script.push_str(&r.probe(i));
+    }
+    let out = transport
+        .exec_root("sh -s", Some(script.as_bytes()), FACTS_TIMEOUT)
+        .await
+        .map_err(|source| EngineError::Transport {
+            host: host.to_string(),
+            what: "gather facts",
+            source,
+        })?;
+    if out.status != 0 {
+        return Err(EngineError::Facts {
+            host: host.to_string(),
+            status: out.status,
+            stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
+        });
+    }
+    Ok(parse_facts(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Parses `KF <id> <field> [value]` lines; anything else is ignored.
+fn parse_facts(stdout: &str) -> BTreeMap<usize, Observation> {
+    let mut facts: BTreeMap<usize, Observation> = BTreeMap::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("KF ") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let (Some(id), Some(field)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(id) = id.parse::<usize>() else {
+            continue;
+        };
+        let value = parts.next().unwrap_or("").trim_end().to_string();
+        if field == "value-absent" {
+            facts.entry(id).or_default();
+            continue;
+        }
+        facts
+            .entry(id)
+            .or_default()
+            .insert(field.to_string(), value);
+    }
+    facts
+}
+
+fn apply_script(
+    resources: &[(usize, &Resource)],
+    per_resource: &[Vec<Change>],
+    changed_paths: &[String],
+) -> String {
+    let mut script = String::from(APPLY_PRELUDE);
+    // Services whose inputs change are marked first, so an interrupted run restarts them later.
+    for ((_, r), changes) in resources.iter().zip(per_resource) {
+        if let Resource::Service { unit, .. } = r
+            && changes.iter().any(|c| c.summary.starts_with("restart"))
+        {
+            script.push_str(&format!(
+                ": > {}\n",
+                crate::ssh::shell_quote(&resource::pending_marker(unit))
+            ));
+        }
+    }
+    let mut reload_needed = changed_paths.iter().any(|p| resource::is_unit_file(p));
+    for (i, ((_, r), changes)) in resources.iter().zip(per_resource).enumerate() {
+        if changes.is_empty() {
+            continue;
+        }
+        script.push_str(&format!("echo 'KF-AT {i}' >&2\n"));
+        if matches!(r, Resource::Service { .. }) && reload_needed {
+            script.push_str("systemctl daemon-reload\n");
+            reload_needed = false;
+        }
+        script.push_str(&r.apply_script(changes));
+    }
+    if reload_needed {
+        script.push_str("systemctl daemon-reload\n");
+    }
+    script
+}
+
+fn tail(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,593 @@
+//! Desired state of one thing on a host, and how it observes, diffs and applies itself.
+//!
+//! Observing and applying are both expressed as shell fragments so that the engine can
+//! batch every resource of a host into one facts script and one apply script: a host costs
+//! a few SSH round trips per run, whatever the number of tasks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::ssh::shell_quote;
+
+/// Files larger than this are compared by checksum only (no text diff).
+const MAX_DIFF_BYTES: u64 = 256 * 1024;
+
+/// Owner and permissions of a managed path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Perms {
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+impl Perms {
+    pub fn root(mode: u32) -> Perms {
+        Perms {
+            mode,
+            owner: "root".into(),
+            group: "root".into(),
+        }
+    }
+}
+
+/// One managed thing on a host.
+#[derive(Debug, Clone)]
+pub enum Resource {
+    /// A directory with the given permissions.
+    Directory { path: String, perms: Perms },
+    /// A file whose whole content kubeforge owns. `secret` contents are never diffed or
+    /// logged; `origin` names the template it was rendered from, if any.
+    File {
+        path: String,
+        content: Vec<u8>,
+        perms: Perms,
+        secret: bool,
+        origin: Option<String>,
+    },
+    /// A (large) file copied from the control machine, compared by checksum, streamed.
+    Upload {
+        path: String,
+        local: PathBuf,
+        sha256: String,
+        perms: Perms,
+    },
+    /// A symbolic link.
+    Symlink { path: String, target: String },
+    /// A systemd unit that must be enabled and running; restarted when one of the
+    /// resources it depends on (`restart_on`, by path) changed in the same run.
+    Service {
+        unit: String,
+        restart_on: Vec<String>,
+        /// A command that must succeed after a (re)start before the run goes on.
+        ready: Option<ReadyCheck>,
+    },
+    /// A command run only while its guard says it is needed.
+    Command {
+        name: String,
+        command: String,
+        guard: Guard,
+    },
+    /// A value behind a read/write pair of commands: an etcd key, a Kubernetes object.
+    KeyValue {
+        name: String,
+        /// Prints the current value; a non-zero exit means absent.
+        read: String,
+        /// Reads the desired value on stdin and stores it.
+        write: String,
+        value: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadyCheck {
+    pub command: String,
+    pub timeout: Duration,
+}
+
+/// When a [`Resource::Command`] has nothing left to do.
+#[derive(Debug, Clone)]
+pub enum Guard {
+    /// Done once this path exists.
+    Creates(String),
+    /// Done while this (read-only) command succeeds.
+    Unless(String),
+}
+
+/// What a facts script found for one resource: `field -> value` lines.
+pub type Observation = BTreeMap<String, String>;
+
+/// One planned change of one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `file /etc/x`, `service etcd-member.service`, ...
+    pub resource: String,
+    /// Plain words: `create`, `content`, `mode 0644 -> 0600`, `restart (...)`.
+    pub summary: String,
+    /// Unified diff for non-secret text content.
+    pub diff: Option<String>,
+}
+
+impl Resource {
+    /// A short stable name, as shown in reports.
+    pub fn label(&self) -> String {
+        match self {
+            Resource::Directory { path, .. } => format!("directory {path}"),
+            Resource::File { path, .. } => format!("file {path}"),
+            Resource::Upload { path, .. } => format!("binary {path}"),
+            Resource::Symlink { path, .. } => format!("symlink {path}"),
+            Resource::Service { unit, .. } => format!("service {unit}"),
+            Resource::Command { name, .. } => format!("command {name}"),
+            Resource::KeyValue { name, .. } => format!("key {name}"),
+        }
+    }
+
+    /// The managed path, for resources that have one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Resource::Directory { path, .. }
+            | Resource::File { path, .. }
+            | Resource::Upload { path, .. }
+            | Resource::Symlink { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Shell lines that print `KF <id> <field> <value>` facts for this resource.
+    /// They only read; they must never fail the script.
+    pub fn probe(&self, id: usize) -> String {
+        match self {
+            Resource::Directory { path, .. }
+            | Resource::Upload { path, .. }
+            | Resource::Symlink { path, .. } => probe_path(id, path, ProbeContent::None),
+            Resource::File {
+                path, secret: true, ..
+            } => probe_path(id, path, ProbeContent::None),
+            Resource::File { path, .. } => probe_path(id, path, ProbeContent::Base64),
+            Resource::Service { unit, .. } => {
+                let u = shell_quote(unit);
+                format!(
+                    "echo \"KF {id} enabled $(systemctl is-enabled {u} 2>/dev/null || true)\"\n\
+                     echo \"KF {id} active $(systemctl is-active {u} 2>/dev/null || true)\"\n\
+                     echo \"KF {id} reload $(systemctl show -p NeedDaemonReload --value {u} 2>/dev/null || true)\"\n\
+                     if [ -e {pending} ]; then echo \"KF {id} pending yes\"; fi\n",
+                    pending = shell_quote(&pending_marker(unit)),
+                )
+            }
+            Resource::Command { guard, .. } => match guard {
+                Guard::Creates(path) => format!(
+                    "if [ -e {p} ]; then echo \"KF {id} guard met\"; else echo \"KF {id} guard unmet\"; fi\n",
+                    p = shell_quote(path)
+                ),
+                Guard::Unless(cmd) => format!(
+                    "if ( {cmd} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} guard met\"; else echo \"KF {id} guard unmet\"; fi\n"
+                ),
+            },
+            Resource::KeyValue { read, .. } => format!(
+                "if kf_v=$( ( {read} ) 2>/dev/null </dev/null); then echo \"KF {id} value $(printf %s \"$kf_v\" | base64 -w0)\"; else echo \"KF {id} value-absent\"; fi\n"
+            ),
+        }
+    }
+
+    /// Compares desired and observed state. `changed_paths` holds the paths changed by
+    /// earlier resources of the same host in this run (for restarts).
+    pub fn diff(&self, seen: &Observation, changed_paths: &[String]) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut push = |summary: String, diff: Option<String>| {
+            out.push(Change {
+                resource: self.label(),
+                summary,
+                diff,
+            })
+        };
+        match self {
+            Resource::Directory { perms, .. } => match kind(seen) {
+                "dir" => perm_changes(seen, perms, &mut push),
+                "none" => push(format!("create (mode {:04o})", perms.mode), None),
+                other => push(format!("replace {other} with a directory"), None),
+            },
+            Resource::File {
+                path,
+                content,
+                perms,
+                secret,
+                ..
+            } => match kind(seen) {
+                "file" => {
+                    if seen.get("sha").map(String::as_str) != Some(&sha256_hex(content)) {
+                        let diff = if *secret {
+                            None
+                        } else {
+                            seen.get("content")
+                                .and_then(|b| {
+                                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                                })
+                                .map(|old| unified_diff(path, &old, content))
+                        };
+                        let what = if *secret {
+                            "content (secret, not shown)"
+                        } else {
+                            "content"
+                        };
+                        push(what.to_string(), diff);
+                    }
+                    perm_changes(seen, perms, &mut push);
+                }
+                "none" => {
+                    let diff = (!*secret).then(|| unified_diff(path, b"", content));
+                    push(format!("create (mode {:04o})", perms.mode), diff)
+                }
+                other => push(format!("replace {other} with a file"), None),
+            },
+            Resource::Upload { sha256, perms, .. } => match kind(seen) {
+                "file" => {
+                    if seen.get("sha") != Some(sha256) {
+                        push(
+                            format!(
+                                "upload (sha256 {} -> {})",
+                                short(seen.get("sha")),
+                                &sha256[..12]
+                            ),
+                            None,
+                        );
+                    }
+                    perm_changes(seen, perms, &mut push);
+                }
+                "none" => push(format!("upload (sha256 {})", &sha256[..12]), None),
+                other => push(format!("replace {other} with a file"), None),
+            },
+            Resource::Symlink { target, .. } => match kind(seen) {
+                "link" if seen.get("target") == Some(target) => {}
+                "link" | "none" => push(format!("link -> {target}"), None),
+                other => push(format!("replace {other} with a link -> {target}"), None),
+            },
+            Resource::Service {
+                unit, restart_on, ..
+            } => {
+                let active = seen.get("active").map(String::as_str).unwrap_or("");
+                if seen.get("enabled").map(String::as_str) != Some("enabled") {
+                    push("enable".into(), None);
+                }
+                let reload = seen.get("reload").map(String::as_str) == Some("yes");
+                let trigger: Vec<&String> = restart_on
+                    .iter()
+                    .filter(|p| changed_paths.contains(p))
+                    .collect();
+                if active != "active" {
+                    push(
+                        format!(
+                            "start (now {})",
+                            if active.is_empty() { "unknown" } else { active }
+                        ),
+                        None,
+                    );
+                } else if !trigger.is_empty() {
+                    let list: Vec<&str> = trigger.iter().map(|s| s.as_str()).collect();
+                    push(format!("restart ({} changed)", list.join(", ")), None);
+                } else if seen.contains_key("pending") {
+                    push("restart (left pending by an interrupted run)".into(), None);
+                } else if reload {
+                    push(
+                        format!("restart ({unit} changed on disk since systemd loaded it)"),
+                        None,
+                    );
+                }
+            }
+            Resource::Command { guard, .. } => {
+                if seen.get("guard").map(String::as_str) != Some("met") {
+                    let why = match guard {
+                        Guard::Creates(p) => format!("run ({p} does not exist)"),
+                        Guard::Unless(_) => "run (its check fails)".to_string(),
+                    };
+                    push(why, None);
+                }
+            }
+            Resource::KeyValue { name, value, .. } => match seen.get("value") {
+                None => push("create".into(), Some(unified_diff(name, b"", value))),
+                Some(b64) => {
+                    let old = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap_or_default();
+                    if trim_end(&old) != trim_end(value) {
+                        push("update".into(), Some(unified_diff(name, &old, value)));
+                    }
+                }
+            },
+        }
+        out
+    }
+
+    /// Shell lines that carry out `changes` (which came from [`Resource::diff`]).
+    /// Large uploads are streamed beforehand by the engine; this only fixes their modes.
+    pub fn apply_script(&self, changes: &[Change]) -> String {
+        if changes.is_empty() {
+            return String::new();
+        }
+        let has = |word: &str| changes.iter().any(|c| c.summary.starts_with(word));
+        match self {
+            Resource::Directory { path, perms } => {
+                let p = shell_quote(path);
+                format!(
+                    "if [ -e {p} ] && [ ! -d {p} ]; then rm -f {p}; fi\nmkdir -p {p}\nchmod {:04o} {p}\nchown {}:{} {p}\n",
+                    perms.mode, perms.owner, perms.group
+                )
+            }
+            Resource::File {
+                path,
+                content,
+                perms,
+                ..
+            } => {
+                let p = shell_quote(path);
+                let mut s = format!(
+                    "mkdir -p \"$(dirname {p})\"\nkf_write {p} {:04o} {}:{} <<'KF_EOF'\n",
+                    perms.mode, perms.owner, perms.group
+                );
+                s.push_str(&base64_lines(content));
+                s.push_str("KF_EOF\n");
+                s
+            }
+            Resource::Upload { path, perms, .. } => {
+                let p = shell_quote(path);
+                format!(
+                    "chmod {:04o} {p}\nchown {}:{} {p}\n",
+                    perms.mode, perms.owner, perms.group
+                )
+            }
+            Resource::Symlink { path, target } => format!(
+                "mkdir -p \"$(dirname {p})\"\nln -sfn {t} {p}.kf-tmp && mv -Tf {p}.kf-tmp {p}\n",
+                p = shell_quote(path),
+                t = shell_quote(target)
+            ),
+            Resource::Service { unit, ready, .. } => {
+                let u = shell_quote(unit);
+                let mut s = String::new();
+                if has("enable") {
+                    s.push_str(&format!("systemctl enable --quiet {u}\n"));
+                }
+                if has("start") || has("restart") {
+                    s.push_str(&format!(
+                        "systemctl restart {u}\nrm -f {}\n",
+                        shell_quote(&pending_marker(unit))
+                    ));
+                    if let Some(r) = ready {
+                        s.push_str(&format!(
+                            "kf_wait {} {} || {{ echo \"{unit} did not become ready within {}s: $(systemctl status --no-pager -n 5 {u} 2>&1 | tail -n 5)\" >&2; exit 1; }}\n",
+                            r.timeout.as_secs().max(1),
+                            shell_quote(&r.command),
+                            r.timeout.as_secs()
+                        ));
+                    }
+                }
+                s
+            }
+            Resource::Command { command, .. } => format!("( {command} )\n"),
+            Resource::KeyValue { write, value, .. } => {
+                let mut s = String::from("base64 -d <<'KF_EOF' | ( ");
+                s.push_str(write);
+                s.push_str(" )\n");
+                s.push_str(&base64_lines(value));
+                s.push_str("KF_EOF\n");
+                s
+            }
+        }
+    }
+}
+
+/// Marks a unit whose inputs changed but which has not been restarted yet, so that a run
+/// interrupted between the two still restarts it next time.
+pub fn pending_marker(unit: &str) -> String {
+    format!("/var/lib/kubeforge/restart-pending/{unit}")
+}
+
+/// Whether a change to this path means systemd must reload its unit files.
+pub fn is_unit_file(path: &str) -> bool {
+    path.starts_with("/etc/systemd/system/")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+enum ProbeContent {
+    None,
+    Base64,
+}
+
+fn probe_path(id: usize, path: &str, content: ProbeContent) -> String {
+    let p = shell_quote(path);
+    let content_line = match content {
+        ProbeContent::None => String::new(),
+        ProbeContent::Base64 => format!(
+            "  if [ \"$(stat -c %s {p})\" -le {MAX_DIFF_BYTES} ]; then echo \"KF {id} content $(base64 -w0 < {p})\"; fi\n"
+        ),
+    };
+    format!(
+        "if [ -L {p} ]; then echo \"KF {id} type link\"; echo \"KF {id} target $(readlink {p})\"\n\
+         elif [ -f {p} ]; then echo \"KF {id} type file\"; echo \"KF {id} perms $(stat -c '%a %U %G' {p})\"; echo \"KF {id} sha $(sha256sum < {p} | cut -d' ' -f1)\"\n\
+         {content_line}\
+         elif [ -d {p} ]; then echo \"KF {id} type dir\"; echo \"KF {id} perms $(stat -c '%a %U %G' {p})\"\n\
+         elif [ -e {p} ]; then echo \"KF {id} type other\"\n\
+         else echo \"KF {id} type none\"; fi\n"
+    )
+}
+
+fn kind(seen: &Observation) -> &str {
+    seen.get("type").map(String::as_str).unwrap_or("none")
+}
+
+fn perm_changes(seen: &Observation, want: &Perms, push: &mut impl FnMut(String, Option<String>)) {
+    let Some(perms) = seen.get("perms") else {
+        return;
+    };
+    let mut parts = perms.split_whitespace();
+    let mode = parts
+        .next()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(u32::MAX);
+    let owner = parts.next().unwrap_or("");
+    let group = parts.next().unwrap_or("");
+    if mode != want.mode {
+        push(format!("mode {mode:04o} -> {:04o}", want.mode), None);
+    }
+    if owner != want.owner || group != want.group {
+        push(
+            format!("owner {owner}:{group} -> {}:{}", want.owner, want.group),
+            None,
+        );
+    }
+}
+
+fn short(sha: Option<&String>) -> &str {
+    sha.map(|s| &s[..s.len().min(12)]).unwrap_or("?")
+}
+
+fn trim_end(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && b[end - 1] == b'\n' {
+        end -= 1;
+    }
+    &b[..end]
+}
+
+fn base64_lines(content: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+    let mut s = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
+    for chunk in encoded.as_bytes().chunks(76) {
+        s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        s.push('\n');
+    }
+    s
+}
+
+/// A unified diff of two texts (binary content is summarised instead).
+pub fn unified_diff(name: &str, old: &[u8], new: &[u8]) -> String {
+    match (std::str::from_utf8(old), std::str::from_utf8(new)) {
+        (Ok(o), Ok(n)) => similar::TextDiff::from_lines(o, n)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a{name}"), &format!("b{name}"))
+            .to_string(),
+        _ => format!(
+            "binary content differs ({} -> {} bytes)\n",
+            old.len(),
+            new.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(content: &str) -> Resource {
+        Resource::File {
+            path: "/etc/x.conf".into(),
+            content: content.as_bytes().to_vec(),
+            perms: Perms::root(0o644),
+            secret: false,
+            origin: None,
+        }
+    }
+
+    fn seen(pairs: &[(&str, &str)]) -> Observation {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn identical_file_plans_nothing() {
+        let r = file("a\n");
+        let o = seen(&[
+            ("type", "file"),
+            ("perms", "644 root root"),
+            ("sha", &sha256_hex(b"a\n")),
+        ]);
+        assert!(r.diff(&o, &[]).is_empty());
+        assert_eq!(r.apply_script(&[]), "");
+    }
+
+    #[test]
+    fn changed_file_shows_a_diff_and_mode() {
+        let r = file("a\nb\n");
+        let o = seen(&[
+            ("type", "file"),
+            ("perms", "600 root root"),
+            ("sha", &sha256_hex(b"a\n")),
+            (
+                "content",
+                &base64::engine::general_purpose::STANDARD.encode("a\n"),
+            ),
+        ]);
+        let c = r.diff(&o, &[]);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].summary, "content");
+        assert!(c[0].diff.as_ref().unwrap().contains("+b"));
+        assert_eq!(c[1].summary, "mode 0600 -> 0644");
+    }
+
+    #[test]
+    fn secret_file_is_never_diffed() {
+        let r = Resource::File {
+            path: "/etc/k.pem".into(),
+            content: b"-----BEGIN PRIVATE KEY-----".to_vec(),
+            perms: Perms::root(0o600),
+            secret: true,
+            origin: None,
+        };
+        let c = r.diff(&seen(&[("type", "none")]), &[]);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].diff.is_none());
+        assert!(!r.probe(0).contains("base64 -w0"));
+    }
+
+    #[test]
+    fn service_restarts_only_on_a_changed_input() {
+        let r = Resource::Service {
+            unit: "etcd-member.service".into(),
+            restart_on: vec!["/etc/a".into()],
+            ready: None,
+        };
+        let running = seen(&[
+            ("enabled", "enabled"),
+            ("active", "active"),
+            ("reload", "no"),
+        ]);
+        assert!(r.diff(&running, &[]).is_empty());
+        assert!(r.diff(&running, &["/etc/b".into()]).is_empty());
+        let c = r.diff(&running, &["/etc/a".into()]);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].summary.starts_with("restart (/etc/a changed)"));
+        let stopped = seen(&[("enabled", "disabled"), ("active", "inactive")]);
+        let c = r.diff(&stopped, &["/etc/a".into()]);
+        assert_eq!(
+            c.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>(),
+            vec!["enable", "start (now inactive)"]
+        );
+        let mut pending = running.clone();
+        pending.insert("pending".into(), "yes".into());
+        assert_eq!(r.diff(&pending, &[]).len(), 1);
+    }
+
+    #[test]
+    fn key_value_ignores_trailing_newline() {
+        let r = Resource::KeyValue {
+            name: "/k".into(),
+            read: "true".into(),
+            write: "cat".into(),
+            value: b"v".to_vec(),
+        };
+        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert!(r.diff(&seen(&[("value", &b("v\n"))]), &[]).is_empty());
+        assert_eq!(r.diff(&seen(&[("value", &b("w"))]), &[]).len(), 1);
+        assert_eq!(r.diff(&seen(&[]), &[])[0].summary, "create");
+    }
+}

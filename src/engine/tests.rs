@@ -1,0 +1,267 @@
+//! The engine's facts and apply scripts, run for real by the local `sh` against a temporary
+//! directory: converge, idempotence (zero changes), drift repaired, check mode changes nothing.
+
+use super::*;
+use std::path::Path;
+
+/// Runs the engine's scripts with the machine's own `sh` (tests run as root in CI; ownership
+/// is set to the current user so they also pass unprivileged).
+struct LocalShell;
+
+impl Transport for LocalShell {
+    async fn exec_root(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        _timeout: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).await.unwrap();
+        drop(input);
+        let out = child.wait_with_output().await.unwrap();
+        Ok(ExecOutput {
+            status: out.status.code().unwrap_or(255) as u32,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    async fn upload_file(
+        &self,
+        local: &Path,
+        remote_path: &str,
+        mode: u32,
+        _timeout: Duration,
+    ) -> Result<(), SshError> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::copy(local, remote_path).unwrap();
+        std::fs::set_permissions(remote_path, std::fs::Permissions::from_mode(mode)).unwrap();
+        Ok(())
+    }
+}
+
+fn me() -> (String, String) {
+    let out = |flag: &str| {
+        let o = std::process::Command::new("id").arg(flag).output().unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    (out("-un"), out("-gn"))
+}
+
+fn perms(mode: u32) -> Perms {
+    let (owner, group) = me();
+    Perms { mode, owner, group }
+}
+
+fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
+    let d = dir.display();
+    let bin_sha = resource::sha256_hex(&std::fs::read(binary).unwrap());
+    HostPlan {
+        host: "local".into(),
+        tasks: vec![
+            Task {
+                name: "config".into(),
+                role: "test",
+                resources: vec![
+                    Resource::Directory {
+                        path: format!("{d}/etc/app"),
+                        perms: perms(0o755),
+                    },
+                    Resource::File {
+                        path: format!("{d}/etc/app/app.conf"),
+                        content: format!("name=app\nsetting={setting}\n").into_bytes(),
+                        perms: perms(0o644),
+                        secret: false,
+                        origin: Some("app.conf".into()),
+                    },
+                    Resource::File {
+                        path: format!("{d}/etc/app/key.pem"),
+                        content: b"secret key material\n".to_vec(),
+                        perms: perms(0o600),
+                        secret: true,
+                        origin: None,
+                    },
+                    Resource::Symlink {
+                        path: format!("{d}/etc/app/current"),
+                        target: "app.conf".into(),
+                    },
+                ],
+            },
+            Task {
+                name: "binary".into(),
+                role: "test",
+                resources: vec![Resource::Upload {
+                    path: format!("{d}/opt/bin/tool"),
+                    local: binary.to_path_buf(),
+                    sha256: bin_sha,
+                    perms: perms(0o755),
+                }],
+            },
+            Task {
+                name: "init".into(),
+                role: "test",
+                resources: vec![
+                    Resource::Command {
+                        name: "init data".into(),
+                        command: format!("mkdir -p {d}/data && echo ok > {d}/data/initialised"),
+                        guard: Guard::Creates(format!("{d}/data/initialised")),
+                    },
+                    Resource::KeyValue {
+                        name: "/kv/one".into(),
+                        read: format!("cat {d}/kv-one"),
+                        write: format!("cat > {d}/kv-one"),
+                        value: b"{\"Network\":\"10.2.0.0/16\"}".to_vec(),
+                    },
+                ],
+            },
+        ],
+    }
+}
+
+async fn run(plan: &HostPlan, mode: Mode) -> HostReport {
+    run_host(&LocalShell, plan, mode).await.expect("engine run")
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("tool.src");
+    std::fs::write(&bin, vec![7u8; 300_000]).unwrap();
+    std::fs::create_dir_all(dir.path().join("opt/bin")).unwrap();
+    (dir, bin)
+}
+
+#[tokio::test]
+async fn converge_then_idempotent_in_few_round_trips() {
+    let (dir, bin) = setup();
+    let p = plan(dir.path(), "1", &bin);
+
+    let check = run(&p, Mode::Check).await;
+    assert_eq!(check.round_trips, 1);
+    assert!(check.change_count() >= 7, "{check:?}");
+    assert!(
+        !dir.path().join("etc/app").exists(),
+        "check mode wrote something"
+    );
+
+    let first = run(&p, Mode::Apply).await;
+    assert_eq!(first.change_count(), check.change_count());
+    // facts + one upload + one apply script
+    assert_eq!(first.round_trips, 3);
+    let conf = std::fs::read_to_string(dir.path().join("etc/app/app.conf")).unwrap();
+    assert_eq!(conf, "name=app\nsetting=1\n");
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(dir.path().join("etc/app/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read(dir.path().join("opt/bin/tool"))
+            .unwrap()
+            .len(),
+        300_000
+    );
+    assert_eq!(
+        std::fs::read_link(dir.path().join("etc/app/current")).unwrap(),
+        Path::new("app.conf")
+    );
+    assert!(dir.path().join("data/initialised").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kv-one")).unwrap(),
+        "{\"Network\":\"10.2.0.0/16\"}"
+    );
+
+    let again = run(&p, Mode::Check).await;
+    assert_eq!(again.change_count(), 0, "not idempotent: {again:?}");
+    assert_eq!(again.round_trips, 1);
+}
+
+#[tokio::test]
+async fn a_setting_change_shows_exactly_that_diff() {
+    let (dir, bin) = setup();
+    run(&plan(dir.path(), "1", &bin), Mode::Apply).await;
+    let changed = run(&plan(dir.path(), "2", &bin), Mode::Check).await;
+    let all: Vec<&Change> = changed.tasks.iter().flat_map(|t| &t.changes).collect();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].summary, "content");
+    let diff = all[0].diff.as_deref().unwrap();
+    assert!(
+        diff.contains("-setting=1") && diff.contains("+setting=2"),
+        "{diff}"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_reported_and_repaired() {
+    let (dir, bin) = setup();
+    let p = plan(dir.path(), "1", &bin);
+    run(&p, Mode::Apply).await;
+    std::fs::write(dir.path().join("etc/app/app.conf"), "edited by hand\n").unwrap();
+    std::fs::write(dir.path().join("etc/app/key.pem"), "other key\n").unwrap();
+    std::fs::write(dir.path().join("opt/bin/tool"), "corrupt").unwrap();
+    let drift = run(&p, Mode::Check).await;
+    let summaries: Vec<String> = drift
+        .tasks
+        .iter()
+        .flat_map(|t| {
+            t.changes
+                .iter()
+                .map(|c| format!("{}: {}", c.resource, c.summary))
+        })
+        .collect();
+    assert_eq!(summaries.len(), 3, "{summaries:?}");
+    assert!(summaries[1].contains("secret, not shown"));
+    let text: String = format!("{drift:?}");
+    assert!(
+        !text.contains("secret key material"),
+        "secret leaked into the report"
+    );
+    run(&p, Mode::Apply).await;
+    assert_eq!(run(&p, Mode::Check).await.change_count(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_step_names_the_task_and_leaves_no_partial_file() {
+    let (dir, bin) = setup();
+    let d = dir.path().display();
+    let mut p = plan(dir.path(), "1", &bin);
+    p.tasks.push(Task {
+        name: "broken".into(),
+        role: "test",
+        resources: vec![Resource::Command {
+            name: "fails".into(),
+            command: "echo boom >&2; false".into(),
+            guard: Guard::Creates(format!("{d}/never")),
+        }],
+    });
+    let err = run_host(&LocalShell, &p, Mode::Apply).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("local: task 'broken' failed (command fails)"),
+        "{msg}"
+    );
+    assert!(msg.contains("boom"), "{msg}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("etc/app"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("kf-tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn facts_parser_ignores_noise() {
+    let f =
+        parse_facts("motd\nKF 0 type file\nKF 0 perms 644 root root\nKF x y\nKF 1 value-absent\n");
+    assert_eq!(f[&0]["perms"], "644 root root");
+    assert!(f[&1].is_empty());
+}

@@ -1,0 +1,10 @@
+//! kubeforge: a Molecule-style test harness whose converge engine installs a TLS-secured
+//! Kubernetes cluster over SSH. The CLI (`src/main.rs`) is a thin layer over this library.
+
+pub mod driver;
+pub mod engine;
+pub mod inventory;
+pub mod pki;
+pub mod scenario;
+pub mod ssh;
+pub mod state;
