@@ -1,10 +1,17 @@
 //! kubeforge: a Molecule-style test harness whose converge engine installs a TLS-secured
 //! Kubernetes cluster over SSH. The CLI (`src/main.rs`) is a thin layer over this library.
 
+pub mod artifacts;
 pub mod driver;
 pub mod engine;
 pub mod inventory;
 pub mod pki;
+pub mod report;
+pub mod roles;
+pub mod runner;
 pub mod scenario;
 pub mod ssh;
 pub mod state;
+pub mod syntax;
+pub mod templates;
+pub mod verify;

@@ -1,1 +1,211 @@
-fn main() {}
+//! The `kubeforge` command: a thin clap layer over the library's [`Runner`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kubeforge::engine::Mode;
+use kubeforge::report::{Logger, print_summary};
+use kubeforge::runner::{DestroyPolicy, Runner};
+use kubeforge::scenario::{Scenario, Step, list_scenarios};
+
+#[derive(Parser)]
+#[command(
+    name = "kubeforge",
+    version,
+    about = "Molecule-style tests for a Kubernetes installer"
+)]
+struct Cli {
+    /// Project directory (holds scenarios/ and templates/); default: the nearest parent
+    /// of the current directory that has a scenarios/ directory.
+    #[arg(long, global = true)]
+    project: Option<PathBuf>,
+    /// Print every change and driver line.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Write a JUnit XML report here.
+    #[arg(long, global = true)]
+    junit: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the scenario's hosts.
+    Create { scenario: String },
+    /// Validate the scenario and render and check every template.
+    Syntax { scenario: String },
+    /// Install the cluster (or, with --check, show what would change).
+    Converge {
+        scenario: String,
+        /// Plan only: print changes with diffs, change nothing.
+        #[arg(long)]
+        check: bool,
+        /// Limit the run to these roles (comma-separated), e.g. etcd.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+    /// Check mode after converge: fails unless zero changes are planned.
+    Idempotence { scenario: String },
+    /// Run the smoke tests against the live cluster.
+    Verify { scenario: String },
+    /// Remove every host, network and volume of the scenario.
+    Destroy { scenario: String },
+    /// The whole sequence (create, syntax, converge, idempotence, verify, destroy).
+    Test {
+        scenario: String,
+        /// When to destroy the hosts at the end.
+        #[arg(long, value_enum, default_value = "always")]
+        destroy: DestroyPolicy,
+    },
+    /// Open a shell on a host (system ssh with the scenario's key and pinned host keys).
+    Login { scenario: String, host: String },
+    /// List scenarios and their hosts.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(cli))
+}
+
+fn project_root(explicit: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p;
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .find(|d| d.join("scenarios").is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or(cwd)
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let root = project_root(cli.project);
+    let log = Logger::new(cli.verbose, None);
+    let name = match &cli.command {
+        Command::List => return list(&root),
+        Command::Create { scenario }
+        | Command::Syntax { scenario }
+        | Command::Converge { scenario, .. }
+        | Command::Idempotence { scenario }
+        | Command::Verify { scenario }
+        | Command::Destroy { scenario }
+        | Command::Test { scenario, .. }
+        | Command::Login { scenario, .. } => scenario.clone(),
+    };
+    // A bad scenario file is exit 2 and nothing is created.
+    let scenario = match Scenario::load_named(&root, &name) {
+        Ok(s) => s,
+        Err(e) => {
+            log.error(e.to_string());
+            return ExitCode::from(2);
+        }
+    };
+    let mut runner = match Runner::new(&root, scenario, log.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            log.error(e.to_string());
+            return ExitCode::from(2);
+        }
+    };
+    let ok = match cli.command {
+        Command::Create { .. } => runner.run_step(Step::Create).await,
+        Command::Syntax { .. } => runner.run_step(Step::Syntax).await,
+        Command::Converge { check, tags, .. } => {
+            runner.tags = tags;
+            if check {
+                match runner.converge(Mode::Check).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        log.error(e.to_string());
+                        false
+                    }
+                }
+            } else {
+                runner.run_step(Step::Converge).await
+            }
+        }
+        Command::Idempotence { .. } => runner.run_step(Step::Idempotence).await,
+        Command::Verify { .. } => runner.run_step(Step::Verify).await,
+        Command::Destroy { .. } => runner.run_step(Step::Destroy).await,
+        Command::Test { destroy, .. } => {
+            let steps = runner.scenario().sequence.clone();
+            let outcome = tokio::select! {
+                ok = runner.sequence(&steps, destroy) => Some(ok),
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            match outcome {
+                Some(ok) => ok,
+                None => {
+                    log.warn("interrupted");
+                    if destroy != DestroyPolicy::Never {
+                        runner.run_step(Step::Destroy).await;
+                    }
+                    write_junit(&runner, cli.junit.as_deref(), &log);
+                    return ExitCode::from(130);
+                }
+            }
+        }
+        Command::Login { host, .. } => return login(&runner, &host, &log),
+        Command::List => unreachable!("handled above"),
+    };
+    write_junit(&runner, cli.junit.as_deref(), &log);
+    if !runner.report.cases.is_empty() {
+        print_summary(&log, &runner.report);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn write_junit(runner: &Runner, path: Option<&Path>, log: &Logger) {
+    if let Some(path) = path {
+        match runner.report.write_junit(path) {
+            Ok(()) => log.info(format!("JUnit report: {}", path.display())),
+            Err(e) => log.error(e.to_string()),
+        }
+    }
+}
+
+fn login(runner: &Runner, host: &str, log: &Logger) -> ExitCode {
+    match runner.login_command(host) {
+        Ok(argv) => {
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+            log.error(format!("cannot run ssh: {err}"));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            log.error(e.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list(root: &Path) -> ExitCode {
+    for name in list_scenarios(root) {
+        let dir = kubeforge::state::StateDir::for_scenario(root, &name);
+        let hosts = Some(dir.state_file())
+            .filter(|f| f.exists())
+            .and_then(|_| dir.load(&name).ok())
+            .and_then(|s| s.inventory)
+            .map(|inv| {
+                inv.hosts
+                    .iter()
+                    .map(|h| format!("{} ({})", h.name, h.address))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| "not created".into());
+        println!("{name:<20} {hosts}");
+    }
+    ExitCode::SUCCESS
+}

@@ -229,7 +229,7 @@ pub async fn run_host<T: Transport>(
             .lines()
             .filter_map(|l| l.strip_prefix("KF-AT "))
             .filter_map(|n| n.trim().parse::<usize>().ok())
-            .last()
+            .next_back()
             .unwrap_or(0);
         let (t, r) = resources[at.min(resources.len() - 1)];
         let message: Vec<&str> = stderr

@@ -1,1 +1,110 @@
-fn main() {}
+//! Project automation in plain Rust (rust-analyzer's xtask pattern): `cargo xtask <command>`.
+//!
+//! - `artifacts`: build or reuse the offline bundle (Kubernetes, etcd, containerd, CNI).
+//! - `scenario NAME`: artifacts, then the whole step sequence of one scenario.
+//! - `test`: what CI runs: artifacts, then `cargo test` (unit, snapshot and scenario tests).
+
+mod artifacts;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kubeforge project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build (or reuse from the cache) every binary the cluster needs, offline.
+    Artifacts {
+        /// Rebuild even when the cache is valid.
+        #[arg(long)]
+        force: bool,
+        /// Cache directory (default: $KUBEFORGE_CACHE_DIR or /var/cache/kubeforge).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Run a scenario's whole sequence (create ... destroy) against real hosts.
+    Scenario {
+        name: String,
+        /// Arguments passed on to `kubeforge test` (e.g. --junit out.xml, --destroy never).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the artifacts, then run every test: unit, snapshot and scenario trials.
+    Test {
+        /// Arguments passed on to `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    match cli.command {
+        Task::Artifacts { force, cache_dir } => {
+            build_artifacts(cache_dir, force)?;
+        }
+        Task::Scenario { name, args } => {
+            build_artifacts(None, false)?;
+            cargo(&root, &["build", "--quiet", "--package", "kubeforge"])?;
+            let bin = root.join("target/debug/kubeforge");
+            let status = Command::new(&bin)
+                .arg("test")
+                .arg(&name)
+                .args(&args)
+                .current_dir(&root)
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
+            std::process::exit(status.code().unwrap_or(130));
+        }
+        Task::Test { args } => {
+            build_artifacts(None, false)?;
+            let mut all = vec!["test".to_string(), "--workspace".to_string()];
+            all.extend(args);
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            cargo(&root, &all)?;
+        }
+    }
+    Ok(())
+}
+
+fn build_artifacts(cache_dir: Option<PathBuf>, force: bool) -> Result<()> {
+    let manifest = artifacts::run(&artifacts::ArtifactsOptions {
+        cache_dir: cache_dir.unwrap_or_else(artifacts::default_cache_dir),
+        force,
+    })?;
+    eprintln!(
+        "artifacts: {} ready for Kubernetes {}",
+        manifest.artifacts.len(),
+        manifest.kubernetes_version
+    );
+    Ok(())
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the project root")
+        .to_path_buf()
+}

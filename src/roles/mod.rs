@@ -1,0 +1,172 @@
+//! The installer's roles: plain functions from inventory + settings to desired resources.
+//!
+//! Each role returns tasks per host; [`plan`] orders them into phases. Nothing here touches
+//! a host: the engine observes, diffs and applies what the roles describe.
+
+pub mod etcd;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::artifacts::{ArtifactError, Bundle};
+use crate::engine::{HostPlan, Perms, Phase, Resource, Task};
+use crate::inventory::Inventory;
+use crate::pki::{IssuedCert, Pki, PkiError};
+use crate::scenario::Scenario;
+use crate::templates::{TemplateError, Templates};
+
+/// Everything a role may read.
+pub struct InstallContext<'a> {
+    pub scenario: &'a Scenario,
+    pub inventory: &'a Inventory,
+    pub pki: &'a Pki,
+    pub bundle: &'a Bundle,
+    pub templates: &'a Templates,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("certificates: {0}")]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("{0}")]
+    Inventory(String),
+}
+
+/// The roles kubeforge knows, as selected by `--tags`.
+pub const ROLES: &[&str] = &["etcd"];
+
+/// The ordered phases of a converge, limited to `tags` (all roles when empty).
+pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Vec<Phase>, RoleError> {
+    let wanted = |role: &str| tags.is_empty() || tags.iter().any(|t| t == role);
+    let mut phases = Vec::new();
+    if wanted("etcd") {
+        phases.extend(etcd::phases(ctx)?);
+    }
+    Ok(phases)
+}
+
+impl InstallContext<'_> {
+    /// A file rendered from `template` with `context`.
+    pub fn template(
+        &self,
+        path: &str,
+        template: &str,
+        context: &impl Serialize,
+        mode: u32,
+    ) -> Result<Resource, RoleError> {
+        Ok(Resource::File {
+            path: path.to_string(),
+            content: self.templates.render(template, context)?.into_bytes(),
+            perms: Perms::root(mode),
+            secret: false,
+            origin: Some(template.to_string()),
+        })
+    }
+
+    /// A binary from the bundle, installed under /opt/bin (CoreOS keeps /usr read-only).
+    pub fn binary(&self, name: &str) -> Result<Resource, RoleError> {
+        let (local, artifact) = self.bundle.get(name)?;
+        Ok(Resource::Upload {
+            path: format!("/opt/bin/{name}"),
+            local,
+            sha256: artifact.sha256.clone(),
+            perms: Perms::root(0o755),
+        })
+    }
+
+    pub fn address(&self, host: &str) -> Result<IpAddr, RoleError> {
+        self.inventory
+            .get(host)
+            .map(|h| h.address)
+            .ok_or_else(|| RoleError::Inventory(format!("host '{host}' is not in the inventory")))
+    }
+}
+
+/// A certificate and its key as two files (`<stem>.pem`, `<stem>-key.pem`) in `dir`.
+pub fn cert_files(dir: &str, stem: &str, cert: &IssuedCert) -> Vec<Resource> {
+    vec![
+        Resource::File {
+            path: format!("{dir}/{stem}.pem"),
+            content: cert.cert_pem.clone().into_bytes(),
+            perms: Perms::root(0o644),
+            secret: false,
+            origin: None,
+        },
+        Resource::File {
+            path: format!("{dir}/{stem}-key.pem"),
+            content: cert.key_pem.expose().as_bytes().to_vec(),
+            perms: Perms::root(0o600),
+            secret: true,
+            origin: None,
+        },
+    ]
+}
+
+/// The CA certificate (never its key) as a file.
+pub fn ca_file(path: &str, pki: &Pki) -> Resource {
+    Resource::File {
+        path: path.to_string(),
+        content: pki.ca_cert_pem().as_bytes().to_vec(),
+        perms: Perms::root(0o644),
+        secret: false,
+        origin: None,
+    }
+}
+
+pub fn directory(path: &str, mode: u32) -> Resource {
+    Resource::Directory {
+        path: path.to_string(),
+        perms: Perms::root(mode),
+    }
+}
+
+/// Builds a phase from per-host task lists, dropping hosts with nothing to do.
+pub fn phase(name: &str, hosts: Vec<(String, Vec<Task>)>) -> Phase {
+    Phase {
+        name: name.to_string(),
+        hosts: hosts
+            .into_iter()
+            .filter(|(_, tasks)| !tasks.is_empty())
+            .map(|(host, tasks)| HostPlan { host, tasks })
+            .collect(),
+    }
+}
+
+/// Every rendered (templated) file of a plan, with the host it is for.
+pub fn rendered_files(phases: &[Phase]) -> Vec<(String, &str, &str, &[u8])> {
+    let mut out = Vec::new();
+    for phase in phases {
+        for hp in &phase.hosts {
+            for task in &hp.tasks {
+                for r in &task.resources {
+                    if let Resource::File {
+                        path,
+                        content,
+                        origin: Some(origin),
+                        ..
+                    } = r
+                    {
+                        out.push((
+                            hp.host.clone(),
+                            origin.as_str(),
+                            path.as_str(),
+                            content.as_slice(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Path of the templates directory of a project.
+pub fn templates_dir(project_root: &Path) -> std::path::PathBuf {
+    project_root.join("templates")
+}

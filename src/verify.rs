@@ -1,0 +1,144 @@
+//! Smoke tests against the live cluster (the seeds' `make smoketest`): each check runs a
+//! command on a host over SSH and judges its output; each becomes a JUnit testcase.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::Transport;
+use crate::inventory::Inventory;
+use crate::roles::etcd;
+use crate::scenario::{Group, Scenario};
+
+/// One smoke test.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub host: String,
+    pub command: String,
+    pub expect: Expect,
+    /// Tries before giving up, one second apart (things that settle after converge).
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// Exit status 0.
+    Success,
+    /// Exit status 0 and stdout, trimmed, equal to this.
+    Output(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub check: Check,
+    pub passed: bool,
+    pub seconds: f64,
+    /// What was seen: stdout/stderr excerpt, or why it failed.
+    pub detail: String,
+}
+
+/// The checks for a scenario, in the order they run.
+pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
+    let mut out = Vec::new();
+    let members: Vec<_> = inventory.group(Group::Etcd).collect();
+    let port = scenario.cluster.etcd.client_port;
+    let all = members
+        .iter()
+        .map(|h| format!("https://{}:{port}", h.address))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &members {
+        out.push(Check {
+            name: format!("etcd member {} healthy over TLS", m.name),
+            host: m.name.clone(),
+            command: format!(
+                "{} endpoint health",
+                etcd::etcdctl(&format!("https://{}:{port}", m.address))
+            ),
+            expect: Expect::Success,
+            attempts: 10,
+        });
+    }
+    if let Some(first) = members.first() {
+        out.push(Check {
+            name: "etcd member count equals the etcd group".into(),
+            host: first.name.clone(),
+            command: format!(
+                "{} member list | grep -c ', started, '",
+                etcd::etcdctl(&all)
+            ),
+            expect: Expect::Output(members.len().to_string()),
+            attempts: 10,
+        });
+        let probe = format!("/kubeforge/verify/{}", std::process::id());
+        out.push(Check {
+            name: "etcd put/get round trip".into(),
+            host: first.name.clone(),
+            command: format!(
+                "{e} put {probe} ok-{n} >/dev/null && {e} get --print-value-only {probe} && {e} del {probe} >/dev/null",
+                e = etcd::etcdctl(&all),
+                n = members.len()
+            ),
+            expect: Expect::Output(format!("ok-{}", members.len())),
+            attempts: 3,
+        });
+        out.push(Check {
+            name: "etcd holds the network configuration (coreos.com namespace)".into(),
+            host: first.name.clone(),
+            command: format!(
+                "{} get --print-value-only {}",
+                etcd::etcdctl(&all),
+                etcd::NETWORK_KEY
+            ),
+            expect: Expect::Output(
+                serde_json::json!({
+                    "Network": scenario.cluster.pod_network,
+                    "Backend": { "Type": "host-gw" },
+                })
+                .to_string(),
+            ),
+            attempts: 3,
+        });
+    }
+    out
+}
+
+/// Runs one check on its host.
+pub async fn run<T: Transport>(transport: &T, check: &Check) -> CheckResult {
+    let start = Instant::now();
+    let mut detail = String::new();
+    let mut passed = false;
+    for attempt in 1..=check.attempts.max(1) {
+        match transport
+            .exec_root(&check.command, None, Duration::from_secs(60))
+            .await
+        {
+            Ok(out) => {
+                let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                passed = out.status == 0
+                    && match &check.expect {
+                        Expect::Success => true,
+                        Expect::Output(want) => &stdout == want,
+                    };
+                detail = match (&check.expect, passed) {
+                    (_, true) => stdout,
+                    (Expect::Output(want), false) if out.status == 0 => {
+                        format!("expected output '{want}', got '{stdout}'")
+                    }
+                    _ => format!("exit {}: {stdout}\n{stderr}", out.status),
+                };
+            }
+            Err(e) => detail = e.to_string(),
+        }
+        if passed || attempt == check.attempts {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    CheckResult {
+        check: check.clone(),
+        passed,
+        seconds: start.elapsed().as_secs_f64(),
+        detail,
+    }
+}

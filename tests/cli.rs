@@ -1,0 +1,52 @@
+//! The command line's contract for bad input: a clear located error, exit 2, nothing created.
+
+use std::process::Command;
+
+fn kubeforge(project: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .arg("--project")
+        .arg(project)
+        .args(args)
+        .env("KUBEFORGE_STATE_DIR", project.join("state"))
+        .output()
+        .expect("run kubeforge")
+}
+
+fn project_with(scenario: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("scenarios/bad");
+    std::fs::create_dir_all(&s).unwrap();
+    std::fs::write(s.join("scenario.yml"), scenario).unwrap();
+    dir
+}
+
+#[test]
+fn malformed_scenario_exits_2_with_file_line_column() {
+    let dir = project_with("platforms:\n  - name: etcd-01\n    groups: [etcd]\n    memory: 512\n");
+    let out = kubeforge(dir.path(), &["test", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scenarios/bad/scenario.yml:4:5:"), "{err}");
+    assert!(err.contains("memory"), "{err}");
+    // Parsing failed before anything ran: no state was even written.
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn wrong_type_and_unknown_scenario_are_clear() {
+    let dir = project_with(
+        "platforms:\n  - name: etcd-01\n    groups: [etcd]\ncluster:\n  dns_service_ip: ten\n",
+    );
+    let out = kubeforge(dir.path(), &["create", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scenario.yml:5:"), "{err}");
+
+    let out = kubeforge(dir.path(), &["create", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no scenario named 'nope'") && err.contains("bad"),
+        "{err}"
+    );
+}
