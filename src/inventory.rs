@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::Group;
+use crate::scenario::{Group, Scenario};
 
 /// One reachable host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,5 +38,27 @@ impl Inventory {
 
     pub fn get(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+impl Inventory {
+    /// The scenario's hosts at addresses of its plan in 192.0.2.0/24 (TEST-NET-1, never
+    /// contacted): for rendering before any host exists (syntax step, snapshot tests).
+    pub fn planned(scenario: &Scenario) -> Inventory {
+        Inventory {
+            hosts: scenario
+                .platforms
+                .iter()
+                .zip(scenario.address_octets())
+                .map(|(p, octet)| Host {
+                    name: p.name.clone(),
+                    address: std::net::Ipv4Addr::new(192, 0, 2, octet).into(),
+                    ssh_port: 22,
+                    user: "core".into(),
+                    groups: p.groups.clone(),
+                    handle: None,
+                })
+                .collect(),
+        }
     }
 }

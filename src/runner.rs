@@ -312,7 +312,7 @@ impl Runner {
                 Pki::open(&self.state_dir.pki_dir(), &self.scenario.cluster.name)?,
             ),
             None => (
-                planned_inventory(&self.scenario),
+                Inventory::planned(&self.scenario),
                 Pki::open(&scratch.join("pki"), &self.scenario.cluster.name)?,
             ),
         };
@@ -587,25 +587,6 @@ fn describe_changes(hosts: &[HostReport], diffs: bool) -> String {
         }
     }
     out.trim_end().to_string()
-}
-
-/// Addresses from the scenario's plan in 192.0.2.0/24 (TEST-NET-1): used only to render.
-fn planned_inventory(scenario: &Scenario) -> Inventory {
-    Inventory {
-        hosts: scenario
-            .platforms
-            .iter()
-            .zip(scenario.address_octets())
-            .map(|(p, octet)| Host {
-                name: p.name.clone(),
-                address: std::net::Ipv4Addr::new(192, 0, 2, octet).into(),
-                ssh_port: 22,
-                user: "core".into(),
-                groups: p.groups.clone(),
-                handle: None,
-            })
-            .collect(),
-    }
 }
 
 fn tempfile_dir() -> Result<PathBuf, RunError> {
