@@ -29,6 +29,9 @@ impl Host {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     pub hosts: Vec<Host>,
+    /// The user's own SSH key for these hosts; `None` means the scenario's generated key.
+    #[serde(default)]
+    pub ssh_key: Option<std::path::PathBuf>,
 }
 
 impl Inventory {
@@ -59,6 +62,7 @@ impl Inventory {
                     handle: None,
                 })
                 .collect(),
+            ssh_key: None,
         }
     }
 }

@@ -47,6 +47,8 @@ pub enum RunError {
     Pki(#[from] PkiError),
     #[error("scenario '{0}' has no hosts: run `kubeforge create {0}` first")]
     NotCreated(String),
+    #[error("{0}: SSH key for the existing hosts not found")]
+    MissingKey(PathBuf),
     #[error("unknown host '{host}' (hosts: {known})")]
     UnknownHost { host: String, known: String },
     #[error("syntax: {count} problem(s):\n{list}")]
@@ -255,7 +257,14 @@ impl Runner {
             .inventory
             .clone()
             .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))?;
-        let key = ClientKey::load_or_generate(&self.state_dir.ssh_key())?;
+        let key = match &inventory.ssh_key {
+            // The user's key must exist: never generate one in their place.
+            Some(path) if !path.exists() => {
+                return Err(RunError::MissingKey(path.clone()));
+            }
+            Some(path) => ClientKey::load_or_generate(path)?,
+            None => ClientKey::load_or_generate(&self.state_dir.ssh_key())?,
+        };
         let pins = Arc::new(Mutex::new(HostKeyPins::load(
             &self.state_dir.host_key_pins(),
         )?));

@@ -46,6 +46,32 @@ pub enum DriverConfig {
         #[serde(default)]
         subnet: Option<String>,
     },
+    /// Hosts that already exist (each platform gives its `address`). create and destroy
+    /// never touch them; they only run the commands given here, if any, on this machine.
+    Existing {
+        /// Login user with passwordless sudo.
+        #[serde(default = "default_user")]
+        user: String,
+        /// Private key for that user; default: the scenario's own generated key.
+        #[serde(default)]
+        key: Option<PathBuf>,
+        #[serde(default = "default_ssh_port")]
+        port: u16,
+        /// A shell command run by `create` before connecting (e.g. to start the hosts).
+        #[serde(default)]
+        create_command: Option<String>,
+        /// A shell command run by `destroy`.
+        #[serde(default)]
+        destroy_command: Option<String>,
+    },
+}
+
+fn default_user() -> String {
+    "core".into()
+}
+
+fn default_ssh_port() -> u16 {
+    22
 }
 
 impl Default for DriverConfig {
@@ -64,6 +90,9 @@ pub struct Platform {
     /// plan: 10x + 100 + n, with x = 0 for etcd, 1 for masters, 2 for workers.
     #[serde(default)]
     pub address_octet: Option<u8>,
+    /// The host's address, for hosts that already exist (driver `existing`).
+    #[serde(default)]
+    pub address: Option<std::net::IpAddr>,
     /// Memory limit in MiB (Podman `--memory`, Vagrant VM memory).
     #[serde(default)]
     pub memory_mb: Option<u64>,
@@ -129,6 +158,10 @@ pub struct ClusterSettings {
     pub service_range: String,
     pub dns_service_ip: Ipv4Addr,
     pub etcd: EtcdSettings,
+    /// Port of kube-apiserver on the masters (kubelets, kube-proxy and kubectl use it).
+    pub apiserver_port: u16,
+    /// DNS domain of the cluster (kubelet's clusterDomain, the apiserver certificate).
+    pub cluster_domain: String,
 }
 
 impl Default for ClusterSettings {
@@ -140,6 +173,8 @@ impl Default for ClusterSettings {
             service_range: "10.3.0.0/24".into(),
             dns_service_ip: Ipv4Addr::new(10, 3, 0, 10),
             etcd: EtcdSettings::default(),
+            apiserver_port: 6443,
+            cluster_domain: "cluster.local".into(),
         }
     }
 }
@@ -350,6 +385,17 @@ impl Scenario {
         ] {
             parse_cidr(value).map_err(|m| err(key, format!("cluster.{key}: {m}")))?;
         }
+        if matches!(self.driver, DriverConfig::Existing { .. })
+            && let Some(p) = self.platforms.iter().find(|p| p.address.is_none())
+        {
+            return Err(err(
+                &p.name,
+                format!(
+                    "platform '{}' needs an address: driver 'existing' connects to hosts that already exist",
+                    p.name
+                ),
+            ));
+        }
         if let DriverConfig::Podman {
             subnet: Some(subnet),
         } = &self.driver
@@ -540,6 +586,19 @@ platforms:
         );
         let text = format!("{DEFAULT}cluster:\n  pod_network: 10.2.0.1/16\n");
         assert!(parse(&text).unwrap_err().to_string().contains("host bits"));
+    }
+
+    #[test]
+    fn existing_driver_needs_addresses() {
+        let text = format!("driver:\n  name: existing\n  user: admin\n{DEFAULT}");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("needs an address") && e.contains(":5:"), "{e}");
+        let text = "driver:\n  name: existing\nplatforms:\n  - name: etcd-01\n    groups: [etcd]\n    address: 172.30.9.5\n";
+        let s = parse(text).unwrap();
+        assert!(
+            matches!(&s.driver, DriverConfig::Existing { user, port: 22, .. } if user == "core")
+        );
+        assert_eq!(s.platforms[0].address, Some("172.30.9.5".parse().unwrap()));
     }
 
     #[test]

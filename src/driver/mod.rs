@@ -14,6 +14,33 @@ pub enum DriverError {
     Podman(#[from] podman::PodmanError),
     #[error("host image: {0}")]
     HostImage(#[from] host_image::HostImageError),
+    #[error("existing hosts: `{command}` failed: {detail}")]
+    UserCommand { command: String, detail: String },
+}
+
+/// Runs a command the user gave for the `existing` driver, on this machine.
+async fn user_command(command: &str, log: &(dyn Fn(&str) + Sync)) -> Result<(), DriverError> {
+    log(&format!("running `{command}`"));
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .output()
+        .await
+        .map_err(|e| DriverError::UserCommand {
+            command: command.to_string(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(DriverError::UserCommand {
+            command: command.to_string(),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Creates every host of the scenario; `authorized_keys` is the scenario's public key.
@@ -61,8 +88,43 @@ pub async fn create(
                 })
                 .collect();
             Ok((
-                Inventory { hosts },
+                Inventory {
+                    hosts,
+                    ssh_key: None,
+                },
                 format!("{} ({})", network.name, network.subnet),
+            ))
+        }
+        DriverConfig::Existing {
+            user,
+            key,
+            port,
+            create_command,
+            ..
+        } => {
+            if let Some(cmd) = create_command {
+                user_command(cmd, log).await?;
+            }
+            let hosts = scenario
+                .platforms
+                .iter()
+                .filter_map(|p| {
+                    Some(Host {
+                        name: p.name.clone(),
+                        address: p.address?,
+                        ssh_port: *port,
+                        user: user.clone(),
+                        groups: p.groups.clone(),
+                        handle: None,
+                    })
+                })
+                .collect();
+            Ok((
+                Inventory {
+                    hosts,
+                    ssh_key: key.clone(),
+                },
+                "existing hosts".into(),
             ))
         }
     }
@@ -83,6 +145,14 @@ pub async fn destroy(
                 r.volumes.len(),
                 r.networks.len()
             ))
+        }
+        DriverConfig::Existing {
+            destroy_command, ..
+        } => {
+            if let Some(cmd) = destroy_command {
+                user_command(cmd, log).await?;
+            }
+            Ok("existing hosts left as they are".into())
         }
     }
 }
