@@ -1,7 +1,7 @@
 //! Well-formedness checks for rendered files (the `syntax` step): catch a broken template
 //! before converge copies its output onto a host, with an error naming the file and line.
 
-use std::io::Read;
+use std::io::{Error, ErrorKind, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,56 +23,37 @@ pub enum FileKind {
     Other,
 }
 
-const UNIT_SUFFIXES: &[&str] = &[
-    "service",
-    "socket",
-    "target",
-    "timer",
-    "mount",
-    "path",
-    "slice",
-    "swap",
-    "automount",
-];
+const UNIT_SUFFIXES: &str = "service socket target timer mount path slice swap automount";
 
 impl FileKind {
     /// Classifies a destination path on a host (e.g. `/etc/kubernetes/manifests/x.yaml`).
     pub fn for_path(path: &str) -> FileKind {
-        let p = Path::new(path);
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let parent = p
-            .parent()
-            .and_then(|d| d.file_name())
-            .and_then(|n| n.to_str());
-        let under = |dir: &str| {
-            p.parent()
-                .is_some_and(|d| d.components().any(|c| c.as_os_str() == dir))
-        };
-        let is_unit_dir = parent
-            .and_then(|d| d.strip_suffix(".d"))
-            .and_then(|unit| unit.rsplit_once('.'))
-            .is_some_and(|(_, suffix)| UNIT_SUFFIXES.contains(&suffix));
-        if UNIT_SUFFIXES.contains(&ext) {
-            FileKind::SystemdUnit
-        } else if ext == "conf" && is_unit_dir {
-            FileKind::SystemdDropIn
-        } else if ext == "json"
-            || ((ext == "conf" || ext == "conflist") && path.contains("cni/net.d/"))
-        {
-            FileKind::Json
-        } else if name.contains("kubeconfig") {
-            FileKind::Kubeconfig
-        } else if ext == "yaml" || ext == "yml" {
-            if under("manifests") || under("addons") {
-                FileKind::KubernetesManifest
-            } else {
-                FileKind::Yaml
+        let mut dirs: Vec<&str> = path.split('/').collect();
+        let name = dirs.pop().unwrap_or_default();
+        let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+        // `<unit>.d/*.conf`, e.g. `kubelet.service.d/10-args.conf`.
+        let unit_dir = dirs
+            .last()
+            .and_then(|d| d.strip_suffix(".d")?.rsplit_once('.'));
+        match ext {
+            _ if is_unit_suffix(ext) => FileKind::SystemdUnit,
+            "conf" if unit_dir.is_some_and(|(_, suffix)| is_unit_suffix(suffix)) => {
+                FileKind::SystemdDropIn
             }
-        } else {
-            FileKind::Other
+            "conf" | "conflist" if path.contains("cni/net.d/") => FileKind::Json,
+            "json" => FileKind::Json,
+            _ if name.contains("kubeconfig") => FileKind::Kubeconfig,
+            "yaml" | "yml" if dirs.iter().any(|d| *d == "manifests" || *d == "addons") => {
+                FileKind::KubernetesManifest
+            }
+            "yaml" | "yml" => FileKind::Yaml,
+            _ => FileKind::Other,
         }
     }
+}
+
+fn is_unit_suffix(ext: &str) -> bool {
+    UNIT_SUFFIXES.split_whitespace().any(|s| s == ext)
 }
 
 /// A malformed rendered file. `line` is 1-based (0 only when the parser gave no position).
@@ -121,46 +102,32 @@ const EXEC_KEYS: &str = "Environment EnvironmentFile PassEnvironment WorkingDire
     StateDirectory LogsDirectory ConfigurationDirectory TimeoutSec DirectoryMode";
 
 /// Keys accepted per section; a modest list, wide enough for the units kubeforge renders.
+#[rustfmt::skip]
 fn section_keys(section: &str) -> Option<&'static [&'static str]> {
     Some(match section {
-        "Unit" => &[
-            "Description Documentation Requires Requisite Wants BindsTo PartOf Conflicts \
+        "Unit" => &["Description Documentation Requires Requisite Wants BindsTo PartOf Conflicts \
             Before After OnFailure RequiresMountsFor StopWhenUnneeded RefuseManualStart \
             RefuseManualStop DefaultDependencies CollectMode FailureAction SuccessAction \
             StartLimitIntervalSec StartLimitBurst StartLimitAction ConditionPathExists \
             ConditionPathExistsGlob ConditionPathIsDirectory ConditionPathIsMountPoint \
             ConditionFileNotEmpty ConditionFileIsExecutable ConditionDirectoryNotEmpty \
             ConditionVirtualization ConditionHost ConditionKernelCommandLine ConditionSecurity \
-            ConditionCapability ConditionEnvironment AssertPathExists AssertFileNotEmpty",
-        ],
-        "Service" => &[
-            EXEC_KEYS,
-            "Type RemainAfterExit GuessMainPID PIDFile BusName ExecStart \
+            ConditionCapability ConditionEnvironment AssertPathExists AssertFileNotEmpty"],
+        "Service" => &[EXEC_KEYS, "Type RemainAfterExit GuessMainPID PIDFile BusName ExecStart \
             ExecStartPre ExecStartPost ExecCondition ExecReload ExecStop ExecStopPost Restart \
             RestartSec TimeoutStartSec TimeoutStopSec RuntimeMaxSec WatchdogSec SuccessExitStatus \
             RestartPreventExitStatus NotifyAccess Sockets OOMPolicy StartLimitInterval \
-            StartLimitIntervalSec StartLimitBurst",
-        ],
-        "Socket" => &[
-            EXEC_KEYS,
-            "ListenStream ListenDatagram ListenSequentialPacket ListenFIFO \
+            StartLimitIntervalSec StartLimitBurst"],
+        "Socket" => &[EXEC_KEYS, "ListenStream ListenDatagram ListenSequentialPacket ListenFIFO \
             Accept SocketMode SocketUser SocketGroup Service Backlog BindIPv6Only FreeBind \
-            ReusePort RemoveOnStop Symlinks MaxConnections",
-        ],
-        "Mount" => &[
-            EXEC_KEYS,
-            "What Where Type Options SloppyOptions LazyUnmount ForceUnmount",
-        ],
+            ReusePort RemoveOnStop Symlinks MaxConnections"],
+        "Mount" => &[EXEC_KEYS, "What Where Type Options SloppyOptions LazyUnmount ForceUnmount"],
         "Swap" => &[EXEC_KEYS, "What Priority Options"],
         "Slice" | "Scope" => &[EXEC_KEYS],
-        "Timer" => &[
-            "OnActiveSec OnBootSec OnStartupSec OnUnitActiveSec OnUnitInactiveSec \
-            OnCalendar AccuracySec RandomizedDelaySec Unit Persistent WakeSystem",
-        ],
-        "Path" => &[
-            "PathExists PathExistsGlob PathChanged PathModified DirectoryNotEmpty Unit \
-            MakeDirectory DirectoryMode",
-        ],
+        "Timer" => &["OnActiveSec OnBootSec OnStartupSec OnUnitActiveSec OnUnitInactiveSec \
+            OnCalendar AccuracySec RandomizedDelaySec Unit Persistent WakeSystem"],
+        "Path" => &["PathExists PathExistsGlob PathChanged PathModified DirectoryNotEmpty Unit \
+            MakeDirectory DirectoryMode"],
         "Automount" => &["Where ExtraOptions DirectoryMode TimeoutIdleSec"],
         "Install" => &["WantedBy RequiredBy Alias Also DefaultInstance"],
         _ => return None,
@@ -195,11 +162,7 @@ fn check_unit(source: &str, text: &str, drop_in: bool) -> Result<(), SyntaxError
             continue;
         }
         let Some((key, _)) = line.split_once('=') else {
-            return fail(
-                source,
-                n,
-                format!("expected Key=Value, a [Section] header or a comment, found '{line}'"),
-            );
+            return fail(source, n, format!("expected Key=Value: '{line}'"));
         };
         let key = key.trim_end();
         let mut chars = key.chars();
@@ -211,12 +174,8 @@ fn check_unit(source: &str, text: &str, drop_in: bool) -> Result<(), SyntaxError
         let Some(name) = section else {
             return fail(source, n, format!("key '{key}' outside of any [Section]"));
         };
-        let known = section_keys(name).is_some_and(|groups| {
-            groups
-                .iter()
-                .any(|g| g.split_whitespace().any(|k| k == key))
-        });
-        if !known {
+        let mut known = section_keys(name).into_iter().flatten();
+        if !known.any(|g| g.split_whitespace().any(|k| k == key)) {
             return fail(source, n, format!("unknown key '{key}' in [{name}]"));
         }
         has_exec |= name == "Service" && (key == "ExecStart" || key == "ExecStop");
@@ -233,40 +192,29 @@ fn check_unit(source: &str, text: &str, drop_in: bool) -> Result<(), SyntaxError
     }
 }
 
-/// Runs `systemd-analyze verify` on a full unit file; `None` when the analyzer is not
-/// installed or cannot judge the file alone (drop-ins). Complaints about executables or
-/// units missing on the control machine are dropped: only the file's own faults count.
+/// Analyzer messages about things missing on the control machine, not faults of the file.
+const TOLERATED: [&str; 3] = ["is not executable", "not found", "Failed to create"];
+
+/// Runs `systemd-analyze verify` on a full unit file; `None` when the analyzer is missing,
+/// too old (< 250, no `--recursive-errors`) or cannot judge the file alone (drop-ins).
+/// Complaints about executables or units missing on the control machine are dropped: only
+/// the file's own faults count.
 pub fn check_systemd_with_analyzer(path_on_disk: &Path) -> Option<Result<(), String>> {
     if FileKind::for_path(&path_on_disk.to_string_lossy()) != FileKind::SystemdUnit {
         return None;
     }
-    let path = match std::path::absolute(path_on_disk) {
-        Ok(p) => p,
-        Err(e) => return Some(Err(format!("{}: {e}", path_on_disk.display()))),
-    };
+    let path = std::path::absolute(path_on_disk).ok()?; // fails only for an empty path
     let unit = path.file_name()?.to_string_lossy().into_owned();
-    // Older systemd lacks the newer flags: fall back until the options are accepted.
-    let flag_sets: [&[&str]; 3] = [&["--man=no", "--recursive-errors=no"], &["--man=no"], &[]];
-    let mut output = String::new();
-    for flags in flag_sets {
-        match run_analyzer(&path, flags) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => return Some(Err(format!("systemd-analyze verify {unit}: {e}"))),
-            Ok(out) => output = out,
-        }
-        if !output.contains("unrecognized option") {
-            break;
-        }
-    }
+    let output = match run_analyzer(&path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(format!("systemd-analyze verify {unit}: {e}"))),
+        Ok(out) if out.contains("unrecognized option") => return None,
+        Ok(out) => out,
+    };
     let findings: Vec<&str> = output
         .lines()
         .map(str::trim)
-        .filter(|l| l.contains(&unit))
-        .filter(|l| {
-            !(l.contains("is not executable")
-                || l.contains("not found")
-                || l.contains("Failed to create"))
-        })
+        .filter(|l| l.contains(&unit) && !TOLERATED.iter().any(|t| l.contains(t)))
         .collect();
     if findings.is_empty() {
         Some(Ok(()))
@@ -276,13 +224,12 @@ pub fn check_systemd_with_analyzer(path_on_disk: &Path) -> Option<Result<(), Str
 }
 
 /// Runs the analyzer with a deadline, returning its stdout and stderr interleaved.
-fn run_analyzer(path: &Path, flags: &[&str]) -> std::io::Result<String> {
+fn run_analyzer(path: &Path) -> std::io::Result<String> {
     let (mut reader, writer) = std::io::pipe()?;
     // The `Command` (holding our copies of the write end) is dropped after `spawn`, so the
     // reader sees EOF once the analyzer exits.
     let mut child = Command::new("systemd-analyze")
-        .arg("verify")
-        .args(flags)
+        .args(["verify", "--man=no", "--recursive-errors=no"])
         .arg(path)
         .env("SYSTEMD_LOG_COLOR", "0")
         .stdin(Stdio::null())
@@ -298,16 +245,13 @@ fn run_analyzer(path: &Path, flags: &[&str]) -> std::io::Result<String> {
         if Instant::now() > deadline {
             child.kill()?;
             child.wait()?;
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer in 60 s",
-            ));
+            return Err(Error::new(ErrorKind::TimedOut, "no answer in 60 s"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     collector
         .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("output reader panicked")))
+        .unwrap_or_else(|_| Err(Error::other("output reader panicked")))
 }
 
 // ---------------------------------------------------------------- YAML
@@ -347,35 +291,18 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_str<E>(self, v: &str) -> Result<Node, E> {
         Ok(Node::Str(v.to_owned()))
     }
-    scalars!(
-        visit_bool(bool),
-        visit_i64(i64),
-        visit_i128(i128),
-        visit_u64(u64)
-    );
-    scalars!(
-        visit_u128(u128),
-        visit_f64(f64),
-        visit_bytes(&[u8]),
-        visit_unit(),
-        visit_none()
-    );
+    scalars! { visit_bool(bool), visit_i64(i64), visit_i128(i128), visit_u64(u64) }
+    scalars! { visit_u128(u128), visit_f64(f64), visit_bytes(&[u8]), visit_unit(), visit_none() }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
         Node::deserialize(d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Seq(items))
+        let items = std::iter::from_fn(|| seq.next_element().transpose());
+        items.collect::<Result<_, _>>().map(Node::Seq)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(Node::Map(entries))
+        let entries = std::iter::from_fn(|| map.next_entry().transpose());
+        entries.collect::<Result<_, _>>().map(Node::Map)
     }
 }
 
@@ -408,7 +335,10 @@ impl Node {
 
 /// Parses every document (empty ones are skipped by the parser).
 fn parse_yaml(source: &str, text: &str) -> Result<Vec<Spanned<Node>>, SyntaxError> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    };
     serde_saphyr::from_str_multiple_with_options::<Spanned<Node>, Vec<_>>(text, options).or_else(
         |e| {
             let line = e.location().map_or(0, |l| l.line());
@@ -464,12 +394,12 @@ fn check_manifests(source: &str, text: &str) -> Result<(), SyntaxError> {
     for doc in parse_yaml(source, text)? {
         if let Err((at, message)) = check_object(&doc) {
             let (start, index) = (line_of(&doc), document_index(text, line_of(&doc)));
-            let at = if at == start {
-                String::new()
+            let message = if at == start {
+                message
             } else {
-                format!(" (line {at})")
+                format!("{message} (line {at})")
             };
-            return fail(source, start, format!("document {index}: {message}{at}"));
+            return fail(source, start, format!("document {index}: {message}"));
         }
     }
     Ok(())
@@ -478,11 +408,7 @@ fn check_manifests(source: &str, text: &str) -> Result<(), SyntaxError> {
 fn check_kubeconfig(source: &str, text: &str) -> Result<(), SyntaxError> {
     let docs = parse_yaml(source, text)?;
     let [root] = docs.as_slice() else {
-        return fail(
-            source,
-            1,
-            format!("expected one YAML document, found {}", docs.len()),
-        );
+        return fail(source, 1, format!("{} documents, expected 1", docs.len()));
     };
     kubeconfig_problem(root).or_else(|(line, message)| fail(source, line, message))
 }
@@ -498,46 +424,288 @@ fn kubeconfig_problem(root: &Spanned<Node>) -> Result<(), (usize, String)> {
             return Err((line, format!("'{key}' must be '{want}', found '{value}'")));
         }
     }
-    // The `name`s of a list (`clusters`, `users`, `contexts`) with each entry's body.
-    let named = |list: &str, body: &str| -> Result<Vec<(String, Option<&Spanned<Node>>)>, _> {
-        let entries = match cfg.get(list) {
-            None => return Ok(Vec::new()),
-            Some(v) => match &v.value {
-                Node::Seq(items) => items,
-                _ => return Err((line_of(v), format!("'{list}' must be a sequence"))),
-            },
-        };
-        entries
-            .iter()
-            .map(|e| {
-                let (name, _) = e.value.str_at("name", line_of(e))?;
-                Ok((name.to_owned(), e.value.get(body)))
-            })
-            .collect()
+    // The entries of a list (`clusters`, `users`, `contexts`) by their `name`.
+    let named = |list: &str| -> Result<Vec<(&str, &Spanned<Node>)>, _> {
+        match cfg.get(list).map(|v| (&v.value, line_of(v))) {
+            None => Ok(Vec::new()),
+            Some((Node::Seq(items), _)) => items
+                .iter()
+                .map(|e| Ok((e.value.str_at("name", line_of(e))?.0, e)))
+                .collect(),
+            Some((_, line)) => Err((line, format!("'{list}' must be a sequence"))),
+        }
     };
-    let clusters = named("clusters", "cluster")?;
-    let users = named("users", "user")?;
-    let contexts = named("contexts", "context")?;
-    for (name, body) in &contexts {
-        let Some(ctx) = body else {
-            return Err((at, format!("context '{name}' has no 'context'")));
+    let (clusters, users) = (named("clusters")?, named("users")?);
+    let contexts = named("contexts")?;
+    for (name, entry) in &contexts {
+        let Some(ctx) = entry.value.get("context") else {
+            return Err((line_of(entry), format!("context '{name}' has no 'context'")));
         };
         for (key, pool) in [("cluster", &clusters), ("user", &users)] {
             let (target, line) = ctx.value.str_at(key, line_of(ctx))?;
-            if !pool.iter().any(|(n, _)| n == target) {
-                return Err((
-                    line,
-                    format!("context '{name}' names unknown {key} '{target}'"),
-                ));
+            if !pool.iter().any(|(n, _)| *n == target) {
+                return Err((line, format!("context '{name}': unknown {key} '{target}'")));
             }
         }
     }
     let (current, line) = cfg.str_at("current-context", at)?;
-    if !contexts.iter().any(|(n, _)| n == current) {
-        return Err((
-            line,
-            format!("current-context '{current}' names no context"),
-        ));
+    if !contexts.iter().any(|(n, _)| *n == current) {
+        return Err((line, format!("unknown current-context '{current}'")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileKind::*;
+    use super::*;
+
+    const SRC: &str = "tpl (for h1)";
+
+    /// Checks `text` and returns the error's line and message.
+    fn problem(kind: FileKind, text: &str) -> (usize, String) {
+        match check(kind, SRC, text) {
+            Err(e) => {
+                assert!(
+                    e.to_string().starts_with(&format!("{SRC}:{}: ", e.line)),
+                    "{e}"
+                );
+                (e.line, e.message)
+            }
+            Ok(()) => panic!("{kind:?} accepted:\n{text}"),
+        }
+    }
+
+    fn valid(kind: FileKind, text: &str) {
+        if let Err(e) = check(kind, SRC, text) {
+            panic!("{kind:?} rejected: {e}\n{text}");
+        }
+    }
+
+    #[test]
+    fn kinds_follow_destination_paths() {
+        for (path, kind) in [
+            ("/etc/systemd/system/etcd-member.service", SystemdUnit),
+            ("/etc/systemd/system/kubelet.socket", SystemdUnit),
+            (
+                "/etc/systemd/system/etcd-member.service.d/40-listen.conf",
+                SystemdDropIn,
+            ),
+            ("/etc/systemd/system.conf.d/timeout.conf", Other),
+            ("/etc/cni/net.d/10-bridge.conf", Json),
+            ("/etc/cni/net.d/10-bridge.conflist", Json),
+            ("/etc/kubernetes/kubelet.kubeconfig", Kubeconfig),
+            ("/etc/kubernetes/admin-kubeconfig.yaml", Kubeconfig),
+            (
+                "/etc/kubernetes/manifests/kube-apiserver.yaml",
+                KubernetesManifest,
+            ),
+            ("/srv/addons/dns.yml", KubernetesManifest),
+            ("/etc/kubernetes/kubelet-config.yaml", Yaml),
+            ("/etc/default/kubelet", Other),
+            ("/etc/etcd/ssl/ca.pem", Other),
+        ] {
+            assert_eq!(FileKind::for_path(path), kind, "{path}");
+        }
+    }
+
+    const UNIT: &str = "# Managed by kubeforge\n[Unit]\nDescription=etcd\nAfter=network-online.target\n\
+        \n[Service]\nType=notify\nExecStart=/opt/bin/etcd \\\n  --name m1 \\\n  --data-dir /var/lib/etcd\n\
+        ; comment\nRestart = on-failure\nLimitNOFILE=40000\n\n[Install]\nWantedBy=multi-user.target\n";
+
+    #[test]
+    fn systemd_units_and_drop_ins() {
+        valid(SystemdUnit, UNIT);
+        valid(
+            SystemdUnit,
+            "[Unit]\nDescription=a target\n[Install]\nWantedBy=multi-user.target\n",
+        );
+        // A drop-in may extend [Service] without ExecStart=; a full unit may not.
+        let drop_in =
+            "# drop-in\n[Service]\nEnvironment=ETCD_NAME=m1\nExecStartPre=/usr/bin/ssh-keygen -A\n";
+        valid(SystemdDropIn, drop_in);
+        assert_eq!(
+            problem(SystemdUnit, drop_in),
+            (2, "[Service] has neither ExecStart= nor ExecStop=".into())
+        );
+        let cases = [
+            (
+                "[Unit]\nDescription=x\n[Service]\nExecStrat=/bin/true\n",
+                4,
+                "unknown key 'ExecStrat' in [Service]",
+            ),
+            (
+                "[Unit]\nDescription=x\n[Servce]\n",
+                3,
+                "unknown section [Servce]",
+            ),
+            (
+                "Description=x\n[Unit]\n",
+                1,
+                "key 'Description' outside of any [Section]",
+            ),
+            (
+                "[Unit]\n\nDescription x\n",
+                3,
+                "expected Key=Value: 'Description x'",
+            ),
+            ("[Unit]\nDescri-ption=x\n", 2, "invalid key 'Descri-ption'"),
+            ("[Unit\n", 1, "unterminated section header '[Unit'"),
+            ("# nothing\n", 1, "unit file has no [Section]"),
+            // The continuation ends at line 3, so line 4 is parsed again.
+            (
+                "[Service]\nExecStart=/bin/a \\\n  b\nWantedBy=x\n",
+                4,
+                "unknown key 'WantedBy' in [Service]",
+            ),
+        ];
+        for (text, line, message) in cases {
+            assert_eq!(
+                problem(SystemdUnit, text),
+                (line, message.to_string()),
+                "{text}"
+            );
+        }
+        assert_eq!(problem(SystemdDropIn, "[Service]\nExecStrat=x\n").0, 2);
+    }
+
+    #[test]
+    fn yaml_errors_carry_the_line() {
+        valid(
+            Yaml,
+            "a: 1\n---\n# only a comment\n---\nb: [1, .inf]\nc: {d: e}\n",
+        );
+        valid(Yaml, "");
+        // Bad indent on line 7.
+        let bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  hostNetwork: true\n   restartPolicy: Never\n";
+        let (line, message) = problem(Yaml, bad);
+        assert_eq!(line, 7, "{message}");
+        let (line, message) = problem(Yaml, "a: 1\nb:\n  c: 1\n  c: 2\n");
+        assert_eq!(line, 4);
+        assert!(message.contains("duplicate mapping key"), "{message}");
+        assert_eq!(problem(Yaml, "a: 1\n---\nb: [1,\nc: 3\n").0, 3);
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers: []\n";
+
+    #[test]
+    fn manifests_need_api_version_kind_and_name() {
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n";
+        valid(KubernetesManifest, &format!("{POD}---\n---\n{list}"));
+        valid(KubernetesManifest, "# rendered empty\n");
+        // Document 3 (the second is empty) starts on line 11 and lacks metadata.name.
+        let text = format!(
+            "{POD}---\n# nothing\n---\napiVersion: v1\nkind: Service\nmetadata:\n  labels: {{}}\n"
+        );
+        assert_eq!(
+            problem(KubernetesManifest, &text),
+            (11, "document 3: missing 'metadata.name' (line 14)".into())
+        );
+        let text = "---\napiVersion: 1\nkind: Pod\nmetadata: {name: x}\n";
+        assert_eq!(
+            problem(KubernetesManifest, text),
+            (2, "document 1: 'apiVersion' must be a string".into())
+        );
+        assert_eq!(
+            problem(KubernetesManifest, "- a\n- b\n").1,
+            "document 1: expected a mapping (a Kubernetes object)"
+        );
+        let text = format!("{list}- apiVersion: v1\n  metadata: {{name: b}}\n");
+        assert_eq!(
+            problem(KubernetesManifest, &text),
+            (1, "document 1: item 2: missing 'kind' (line 7)".into())
+        );
+    }
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: kf\n  cluster:\n    server: https://192.0.2.10:6443\n\
+        users:\n- name: kubelet\n  user:\n    client-certificate: /etc/kubernetes/pki/kubelet.pem\n\
+        contexts:\n- name: default\n  context:\n    cluster: kf\n    user: kubelet\ncurrent-context: default\n";
+
+    #[test]
+    fn kubeconfig_references_resolve() {
+        valid(Kubeconfig, KUBECONFIG);
+        let broken = |from: &str, to: &str| problem(Kubeconfig, &KUBECONFIG.replace(from, to));
+        assert_eq!(
+            broken("current-context: default", "current-context: admin"),
+            (16, "unknown current-context 'admin'".into())
+        );
+        assert_eq!(
+            broken("    user: kubelet", "    user: admin"),
+            (15, "context 'default': unknown user 'admin'".into())
+        );
+        assert_eq!(
+            broken("    cluster: kf", "    cluster: other"),
+            (14, "context 'default': unknown cluster 'other'".into())
+        );
+        assert_eq!(
+            broken("kind: Config", "kind: Pod"),
+            (2, "'kind' must be 'Config', found 'Pod'".into())
+        );
+        assert_eq!(
+            broken("current-context: default\n", ""),
+            (1, "missing 'current-context'".into())
+        );
+        assert_eq!(
+            problem(Kubeconfig, &format!("{KUBECONFIG}---\na: 1\n")).0,
+            1
+        );
+        assert_eq!(
+            problem(Kubeconfig, "apiVersion: v1\nkind: Config\n clusters: []\n").0,
+            3
+        );
+    }
+
+    #[test]
+    fn json_errors_carry_the_line() {
+        valid(
+            Json,
+            "{\n  \"cniVersion\": \"0.4.0\",\n  \"plugins\": [{\"type\": \"bridge\"}]\n}\n",
+        );
+        let (line, message) = problem(
+            Json,
+            "{\n  \"cniVersion\": \"0.4.0\",\n  \"type\": \"bridge\",\n}\n",
+        );
+        assert_eq!(line, 4, "{message}");
+        assert!(message.contains("column"), "{message}");
+        assert_eq!(problem(Json, "").0, 1);
+        valid(Other, "{ not checked");
+    }
+
+    #[test]
+    fn analyzer_reports_only_the_units_own_faults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write unit");
+            path
+        };
+        // A binary missing on the control machine and an unknown dependency are tolerated.
+        let good = write(
+            "kf-good.service",
+            "[Unit]\nWants=kf-absent.service\n[Service]\nExecStart=/opt/absent/etcd\n",
+        );
+        let bad = write(
+            "kf-bad.service",
+            "[Unit]\nDescription=x\n[Service]\nExecStrat=/bin/true\nExecStart=/bin/true\n",
+        );
+        let drop_in = dir.path().join("kf.service.d");
+        std::fs::create_dir(&drop_in).expect("mkdir");
+        std::fs::write(drop_in.join("10.conf"), "[Service]\nEnvironment=A=1\n").expect("write");
+        assert_eq!(check_systemd_with_analyzer(&drop_in.join("10.conf")), None);
+        let installed = std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p).any(|d| d.join("systemd-analyze").is_file())
+        });
+        if !installed {
+            assert_eq!(check_systemd_with_analyzer(&good), None);
+            return;
+        }
+        assert_eq!(check_systemd_with_analyzer(&good), Some(Ok(())));
+        match check_systemd_with_analyzer(&bad) {
+            Some(Err(e)) => assert!(
+                e.contains("kf-bad.service:4: Unknown key 'ExecStrat'"),
+                "{e}"
+            ),
+            other => panic!("analyzer missed the unknown key: {other:?}"),
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! where each binary came from and its sha256. Each step stores its cache key and outputs in
 //! a stamp file, so a second run with an intact bundle only re-hashes files.
 
+use crate::images;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -220,7 +221,7 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
 }
 
-/// One binary of the bundle.
+/// One binary or container image of the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     pub name: String,
@@ -228,7 +229,8 @@ pub struct Artifact {
     pub version: String,
     pub sha256: String,
     pub size: u64,
-    /// `debian-source:PKG=VER` or `debian-binary:PKG=VER`.
+    /// `debian-source:PKG=VER`, `debian-binary:PKG=VER`, or for an image
+    /// `built:BINARY,...,debian:PKG=VER,...`.
     pub source: String,
     /// Relative to the bundle directory.
     pub path: String,
@@ -238,9 +240,9 @@ pub struct Artifact {
 
 /// Per-step record: the key it was built with and what it produced.
 #[derive(Debug, Serialize, Deserialize)]
-struct Stamp {
-    key: String,
-    artifacts: Vec<Artifact>,
+pub(crate) struct Stamp {
+    pub(crate) key: String,
+    pub(crate) artifacts: Vec<Artifact>,
 }
 
 /// Where everything lives inside the cache directory.
@@ -350,6 +352,17 @@ pub fn run(opts: &ArtifactsOptions) -> Result<Manifest> {
     }
     // Re-extracting the source takes ~2 s; the Go build cache is what keeps rebuilds warm.
     source.remove()?;
+    artifacts.extend(images::build(
+        &images::ImageDirs {
+            bundle: &layout.bundle,
+            downloads: &layout.downloads,
+            work: &layout.src,
+            stamps: &layout.stamps,
+            log: &layout.log("images"),
+        },
+        &artifacts,
+        opts.force,
+    )?);
 
     let manifest = Manifest {
         recipe: RECIPE_VERSION,
@@ -376,7 +389,7 @@ pub fn run(opts: &ArtifactsOptions) -> Result<Manifest> {
     Ok(manifest)
 }
 
-fn progress(line: &str) {
+pub(crate) fn progress(line: &str) {
     eprintln!("artifacts: {line}");
 }
 
@@ -445,7 +458,7 @@ fn plan(tools: &Toolchain) -> Vec<Step> {
 }
 
 /// The artifacts of a stamp whose key matches and whose files are all intact, else `None`.
-fn valid_stamp(stamp: &Path, key: &str, bundle: &Path) -> Result<Option<Vec<Artifact>>> {
+pub(crate) fn valid_stamp(stamp: &Path, key: &str, bundle: &Path) -> Result<Option<Vec<Artifact>>> {
     let Ok(bytes) = fs::read(stamp) else {
         return Ok(None);
     };
@@ -642,7 +655,7 @@ fn apt_command(args: &[&str]) -> Command {
 }
 
 /// apt-get, retried once after `apt-get update` (stale or missing package lists).
-fn apt_get(args: &[&str], cwd: Option<&Path>, log: &Path) -> Result<()> {
+pub(crate) fn apt_get(args: &[&str], cwd: Option<&Path>, log: &Path) -> Result<()> {
     let command = || {
         let mut cmd = apt_command(args);
         if let Some(dir) = cwd {
@@ -1069,7 +1082,7 @@ fn needed_libraries(binary: &Path) -> Result<Vec<String>> {
     Ok(parse_needed(&String::from_utf8_lossy(&out.stdout)))
 }
 
-fn parse_needed(readelf: &str) -> Vec<String> {
+pub(crate) fn parse_needed(readelf: &str) -> Vec<String> {
     readelf
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
@@ -1132,7 +1145,7 @@ fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
@@ -1141,7 +1154,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("moving {} into place", path.display()))
 }
 
-fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -1165,7 +1178,7 @@ fn display_command(cmd: &Command) -> String {
 }
 
 /// Run `cmd` with its output appended to `log`; a failure names the command and shows the tail.
-fn run_logged(mut cmd: Command, log: &Path) -> Result<()> {
+pub(crate) fn run_logged(mut cmd: Command, log: &Path) -> Result<()> {
     let shown = display_command(&cmd);
     let mut file = OpenOptions::new()
         .create(true)

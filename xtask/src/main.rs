@@ -5,6 +5,7 @@
 //! - `test`: what CI runs: artifacts, then `cargo test` (unit, snapshot and scenario tests).
 
 mod artifacts;
+mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
