@@ -17,7 +17,7 @@ use crate::scenario::{Scenario, Step};
 use crate::ssh::{ClientKey, HostKeyPins, SshError, SshOptions, SshSession, SshTarget};
 use crate::state::{ScenarioState, StateDir, StateError, StepRecord};
 use crate::templates::{TemplateError, Templates};
-use crate::verify;
+use crate::{syntax, verify};
 
 /// When `test` destroys the hosts at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -338,10 +338,21 @@ impl Runner {
         for (host, template, path, content) in &files {
             let source = format!("{template} (for {host}, {path})");
             let text = String::from_utf8_lossy(content);
-            if let Err(e) =
-                crate::syntax::check(crate::syntax::FileKind::for_path(path), &source, &text)
-            {
+            let kind = syntax::FileKind::for_path(path);
+            if let Err(e) = syntax::check(kind, &source, &text) {
                 problems.push(e.to_string());
+                continue;
+            }
+            // Full units also go through systemd's own parser where the machine has it.
+            if kind == syntax::FileKind::SystemdUnit {
+                let name = Path::new(path).file_name().unwrap_or_default();
+                let on_disk = scratch.join(host).join(name);
+                std::fs::create_dir_all(on_disk.parent().expect("has parent")).ok();
+                if std::fs::write(&on_disk, content).is_ok()
+                    && let Some(Err(e)) = syntax::check_systemd_with_analyzer(&on_disk)
+                {
+                    problems.push(format!("{source}: systemd-analyze: {e}"));
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&scratch);
