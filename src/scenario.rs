@@ -64,6 +64,56 @@ pub enum DriverConfig {
         #[serde(default)]
         destroy_command: Option<String>,
     },
+    /// Virtual machines from the project's Vagrantfile (the seeds' platform).
+    Vagrant {
+        #[serde(default)]
+        provider: VagrantProvider,
+        /// Box to boot; default: the newest `kubeforge/bookworm-*` box
+        /// (`cargo xtask vagrant-box`) for libvirt, Flatcar for VirtualBox.
+        #[serde(default, rename = "box")]
+        box_name: Option<String>,
+        /// The private /24 the cluster uses; hosts get the seeds' plan inside it.
+        #[serde(default = "default_vagrant_network")]
+        network: String,
+        /// libvirt's management network (SSH from this machine, no route out).
+        #[serde(default = "default_management_network")]
+        management_network: String,
+        /// libvirt: software CPU emulation, where KVM cannot boot a guest.
+        #[serde(default)]
+        emulate_cpu: bool,
+        #[serde(default = "default_cpus")]
+        cpus: u32,
+    },
+}
+
+/// Where Vagrant runs the VMs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VagrantProvider {
+    #[default]
+    Libvirt,
+    Virtualbox,
+}
+
+impl VagrantProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VagrantProvider::Libvirt => "libvirt",
+            VagrantProvider::Virtualbox => "virtualbox",
+        }
+    }
+}
+
+fn default_vagrant_network() -> String {
+    "10.0.0.0/24".into()
+}
+
+fn default_management_network() -> String {
+    "192.168.121.0/24".into()
+}
+
+fn default_cpus() -> u32 {
+    1
 }
 
 fn default_user() -> String {
@@ -592,7 +642,7 @@ platforms:
     fn existing_driver_needs_addresses() {
         let text = format!("driver:\n  name: existing\n  user: admin\n{DEFAULT}");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.contains("needs an address") && e.contains(":5:"), "{e}");
+        assert!(e.contains("needs an address") && e.contains(":6:"), "{e}");
         let text = "driver:\n  name: existing\nplatforms:\n  - name: etcd-01\n    groups: [etcd]\n    address: 172.30.9.5\n";
         let s = parse(text).unwrap();
         assert!(

@@ -11,7 +11,9 @@ use std::process::Command;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One scenario at a time: emulated VMs and nested containers share two cores.
+    args.test_threads.get_or_insert(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let trials = kubeforge::scenario::list_scenarios(root)
         .into_iter()

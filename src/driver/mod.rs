@@ -2,6 +2,7 @@
 
 pub mod host_image;
 pub mod podman;
+pub mod vagrant;
 
 use std::path::Path;
 
@@ -12,6 +13,8 @@ use crate::scenario::{DriverConfig, Scenario};
 pub enum DriverError {
     #[error("podman: {0}")]
     Podman(#[from] podman::PodmanError),
+    #[error("vagrant: {0}")]
+    Vagrant(#[from] vagrant::VagrantError),
     #[error("host image: {0}")]
     HostImage(#[from] host_image::HostImageError),
     #[error("existing hosts: `{command}` failed: {detail}")]
@@ -41,6 +44,63 @@ async fn user_command(command: &str, log: &(dyn Fn(&str) + Sync)) -> Result<(), 
         });
     }
     Ok(())
+}
+
+/// The Vagrant plan of a scenario loaded from `<project>/scenarios/<name>`: the project's
+/// Vagrantfile, Vagrant's state inside the scenario's state directory.
+fn vagrant_plan(scenario: &Scenario, instance: &str) -> Result<vagrant::VagrantPlan, DriverError> {
+    let DriverConfig::Vagrant {
+        provider,
+        box_name,
+        network,
+        management_network,
+        emulate_cpu,
+        cpus,
+    } = &scenario.driver
+    else {
+        return Err(vagrant::VagrantError::InvalidPlan {
+            instance: instance.to_string(),
+            reason: "the scenario's driver is not vagrant".into(),
+        }
+        .into());
+    };
+    let project = scenario
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(&scenario.dir);
+    let hosts = scenario
+        .platforms
+        .iter()
+        .zip(scenario.address_octets())
+        .map(|(p, octet)| {
+            Ok(vagrant::VagrantHostSpec {
+                name: p.name.clone(),
+                ip: vagrant::private_ip(network, octet).map_err(|reason| {
+                    vagrant::VagrantError::InvalidPlan {
+                        instance: instance.to_string(),
+                        reason: format!("host {}: {reason}", p.name),
+                    }
+                })?,
+                memory_mb: p
+                    .memory_mb
+                    .unwrap_or_else(|| vagrant::seed_memory_mb(&p.groups)),
+                cpus: *cpus,
+            })
+        })
+        .collect::<Result<Vec<_>, vagrant::VagrantError>>()?;
+    Ok(vagrant::VagrantPlan {
+        instance: instance.to_string(),
+        provider: *provider,
+        box_name: box_name.clone(),
+        emulate_cpu: *emulate_cpu,
+        management_network: management_network.clone(),
+        hosts,
+        vagrantfile_dir: project.to_path_buf(),
+        work_dir: crate::state::StateDir::for_scenario(project, &scenario.name)
+            .root
+            .join("vagrant"),
+    })
 }
 
 /// Creates every host of the scenario; `authorized_keys` is the scenario's public key.
@@ -95,6 +155,34 @@ pub async fn create(
                 format!("{} ({})", network.name, network.subnet),
             ))
         }
+        DriverConfig::Vagrant { network, .. } => {
+            let plan = vagrant_plan(scenario, instance)?;
+            let created = vagrant::create(&plan, authorized_keys, log).await?;
+            let hosts = scenario
+                .platforms
+                .iter()
+                .filter_map(|p| {
+                    let vm = created.iter().find(|vm| vm.name == p.name)?;
+                    Some(Host {
+                        name: p.name.clone(),
+                        // The private address serves both the cluster and SSH: this machine
+                        // sits on that network too.
+                        address: vm.ip.into(),
+                        ssh_port: 22,
+                        user: vm.ssh.user.clone(),
+                        groups: p.groups.clone(),
+                        handle: Some(format!("{instance}-{}", p.name)),
+                    })
+                })
+                .collect();
+            Ok((
+                Inventory {
+                    hosts,
+                    ssh_key: None,
+                },
+                format!("{instance}-net ({network})"),
+            ))
+        }
         DriverConfig::Existing {
             user,
             key,
@@ -142,6 +230,21 @@ pub async fn destroy(
             Ok(format!(
                 "removed {} containers, {} volumes, {} networks",
                 r.containers.len(),
+                r.volumes.len(),
+                r.networks.len()
+            ))
+        }
+        DriverConfig::Vagrant { .. } => {
+            let plan = vagrant_plan(scenario, instance)?;
+            let r = vagrant::destroy(&plan, log).await?;
+            Ok(format!(
+                "vagrant destroy {}; removed {} leftover VMs, {} volumes, {} libvirt networks",
+                if r.vagrant_ran {
+                    "ran"
+                } else {
+                    "skipped (no Vagrant state)"
+                },
+                r.domains.len(),
                 r.volumes.len(),
                 r.networks.len()
             ))

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod images;
+mod vagrant_box;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Install vagrant + libvirt and build (or reuse) the local Debian box for the Vagrant driver.
+    VagrantBox {
+        /// Rebuild and re-add the box even when vagrant already has it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Build the artifacts, then run every test: unit, snapshot and scenario trials.
     Test {
         /// Arguments passed on to `cargo test`.
@@ -55,6 +62,13 @@ fn main() -> Result<()> {
         }
         Task::Scenario { name, args } => {
             build_artifacts(None, false)?;
+            let scenario = kubeforge::scenario::Scenario::load_named(&root, &name)?;
+            if matches!(
+                scenario.driver,
+                kubeforge::scenario::DriverConfig::Vagrant { .. }
+            ) {
+                vagrant_box(&root, false)?;
+            }
             cargo(&root, &["build", "--quiet", "--package", "kubeforge"])?;
             let bin = root.join("target/debug/kubeforge");
             let status = Command::new(&bin)
@@ -66,14 +80,24 @@ fn main() -> Result<()> {
                 .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(130));
         }
+        Task::VagrantBox { force } => vagrant_box(&root, force)?,
         Task::Test { args } => {
             build_artifacts(None, false)?;
+            // The scenario trials include the Vagrant ones: vagrant, libvirt and the box.
+            vagrant_box(&root, false)?;
             let mut all = vec!["test".to_string(), "--workspace".to_string()];
             all.extend(args);
             let all: Vec<&str> = all.iter().map(String::as_str).collect();
             cargo(&root, &all)?;
         }
     }
+    Ok(())
+}
+
+fn vagrant_box(root: &Path, force: bool) -> Result<()> {
+    let cache_dir = artifacts::default_cache_dir();
+    let summary = vagrant_box::run(root, &vagrant_box::Options { cache_dir, force })?;
+    eprintln!("vagrant box: {summary} ready");
     Ok(())
 }
 
