@@ -42,7 +42,8 @@ enum Command {
         /// Plan only: print changes with diffs, change nothing.
         #[arg(long)]
         check: bool,
-        /// Limit the run to these roles (comma-separated), e.g. etcd.
+        /// Limit the run to these roles (comma-separated), e.g. etcd; `test` runs only
+        /// the smoke tests.
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
     },
@@ -118,6 +119,27 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Create { .. } => runner.run_step(Step::Create).await,
         Command::Syntax { .. } => runner.run_step(Step::Syntax).await,
         Command::Converge { check, tags, .. } => {
+            if let Some(bad) = tags
+                .iter()
+                .find(|t| *t != "test" && !kubeforge::roles::ROLES.contains(&t.as_str()))
+            {
+                log.error(format!(
+                    "unknown tag '{bad}' (tags: {}, test)",
+                    kubeforge::roles::ROLES.join(", ")
+                ));
+                return ExitCode::from(2);
+            }
+            // `--tags test` is the seeds' `make smoketest`: only the smoke tests run.
+            if tags.iter().any(|t| t == "test") {
+                let ok = runner.run_step(Step::Verify).await;
+                write_junit(&runner, cli.junit.as_deref(), &log);
+                print_summary(&log, &runner.report);
+                return if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
             runner.tags = tags;
             if check {
                 match runner.converge(Mode::Check).await {

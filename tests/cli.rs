@@ -50,3 +50,15 @@ fn wrong_type_and_unknown_scenario_are_clear() {
         "{err}"
     );
 }
+
+#[test]
+fn unknown_tag_is_refused_before_anything_runs() {
+    let dir = project_with("platforms:\n  - name: etcd-01\n    groups: [etcd]\n");
+    let out = kubeforge(dir.path(), &["converge", "bad", "--tags", "etcdd"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown tag 'etcdd'") && err.contains("etcd"),
+        "{err}"
+    );
+}
