@@ -62,6 +62,13 @@ enum Command {
     },
     /// Open a shell on a host (system ssh with the scenario's key and pinned host keys).
     Login { scenario: String, host: String },
+    /// Run the bundle's kubectl against the scenario's cluster with its admin kubeconfig,
+    /// e.g. `kubeforge kubectl default -- get nodes`.
+    Kubectl {
+        scenario: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// List scenarios and their hosts.
     List,
 }
@@ -98,7 +105,8 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Verify { scenario }
         | Command::Destroy { scenario }
         | Command::Test { scenario, .. }
-        | Command::Login { scenario, .. } => scenario.clone(),
+        | Command::Login { scenario, .. }
+        | Command::Kubectl { scenario, .. } => scenario.clone(),
     };
     // A bad scenario file is exit 2 and nothing is created.
     let scenario = match Scenario::load_named(&root, &name) {
@@ -175,6 +183,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Login { host, .. } => return login(&runner, &host, &log),
+        Command::Kubectl { args, .. } => return kubectl(&runner, &args, &log),
         Command::List => unreachable!("handled above"),
     };
     write_junit(&runner, cli.junit.as_deref(), &log);
@@ -210,6 +219,34 @@ fn login(runner: &Runner, host: &str, log: &Logger) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn kubectl(runner: &Runner, args: &[String], log: &Logger) -> ExitCode {
+    let kubeconfig = runner.state_dir().kubeconfig();
+    if !kubeconfig.exists() {
+        log.error(format!(
+            "{}: no admin kubeconfig; converge the scenario first",
+            kubeconfig.display()
+        ));
+        return ExitCode::FAILURE;
+    }
+    let bundle =
+        match kubeforge::artifacts::Bundle::load(&kubeforge::artifacts::Bundle::default_dir())
+            .and_then(|b| b.get("kubectl").map(|(path, _)| path))
+        {
+            Ok(path) => path,
+            Err(e) => {
+                log.error(e.to_string());
+                return ExitCode::FAILURE;
+            }
+        };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&bundle)
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .exec();
+    log.error(format!("cannot run {}: {err}", bundle.display()));
+    ExitCode::FAILURE
 }
 
 fn list(root: &Path) -> ExitCode {
