@@ -303,6 +303,23 @@ impl Runner {
         Ok(())
     }
 
+    /// The artifacts: the local bundle, or verified downloads kept in the state directory.
+    fn bundle(&self) -> Result<Bundle, RunError> {
+        let settings = &self.scenario.artifacts;
+        match (&settings.download_url, &settings.pins) {
+            (Some(url), Some(pins)) => {
+                let pins = self.scenario.dir.join(pins);
+                let cache = self.state_dir.root.join("downloads");
+                self.log
+                    .info(format!("{}: artifacts from {url}", self.scenario.name));
+                Ok(tokio::task::block_in_place(|| {
+                    Bundle::download(url, &pins, &cache)
+                })?)
+            }
+            _ => Ok(Bundle::load(&Bundle::default_dir())?),
+        }
+    }
+
     fn templates(&self) -> Result<Templates, RunError> {
         Ok(Templates::load(&roles::templates_dir(&self.root))?)
     }
@@ -310,7 +327,7 @@ impl Runner {
     /// Renders every template for this scenario's hosts and checks each file's syntax.
     async fn syntax(&mut self) -> Result<String, RunError> {
         let templates = self.templates()?;
-        let bundle = Bundle::load(&Bundle::default_dir())?;
+        let bundle = self.bundle()?;
         bundle.require_kubernetes(&self.scenario.cluster.kubernetes_version)?;
         // Before `create` there are no addresses: plan with documentation addresses
         // (never contacted) and a throwaway PKI.
@@ -415,7 +432,7 @@ impl Runner {
             .clone()
             .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))?;
         let templates = self.templates()?;
-        let bundle = Bundle::load(&Bundle::default_dir())?;
+        let bundle = self.bundle()?;
         bundle.require_kubernetes(&self.scenario.cluster.kubernetes_version)?;
         let pki = Pki::open(&self.state_dir.pki_dir(), &self.scenario.cluster.name)?;
         let ctx = InstallContext {

@@ -20,6 +20,7 @@ pub struct Scenario {
     pub driver: DriverConfig,
     pub platforms: Vec<Platform>,
     pub cluster: ClusterSettings,
+    pub artifacts: ArtifactSettings,
     pub sequence: Vec<Step>,
 }
 
@@ -32,8 +33,24 @@ struct ScenarioFile {
     platforms: Vec<Platform>,
     #[serde(default)]
     cluster: ClusterSettings,
+    #[serde(default)]
+    artifacts: ArtifactSettings,
     #[serde(default = "default_sequence")]
     sequence: Vec<Step>,
+}
+
+/// Where the installer takes binaries and images from: the local bundle
+/// (`cargo xtask artifacts`), or downloads checked against pinned sha256 values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSettings {
+    /// Base URL; each artifact is fetched from `<download_url>/<path>`.
+    #[serde(default)]
+    pub download_url: Option<String>,
+    /// A manifest (the bundle's format) pinning every artifact's sha256; relative to the
+    /// scenario directory.
+    #[serde(default)]
+    pub pins: Option<PathBuf>,
 }
 
 /// Which driver creates and destroys the hosts, with its options.
@@ -355,6 +372,7 @@ impl Scenario {
             driver: file.driver,
             platforms: file.platforms,
             cluster: file.cluster,
+            artifacts: file.artifacts,
             sequence: file.sequence,
         };
         scenario.validate(text)?;
@@ -468,6 +486,12 @@ impl Scenario {
                     "cluster.dns_service_ip {} is outside the service range {}",
                     self.cluster.dns_service_ip, self.cluster.service_range
                 ),
+            ));
+        }
+        if self.artifacts.download_url.is_some() && self.artifacts.pins.is_none() {
+            return Err(err(
+                "download_url",
+                "artifacts.download_url needs artifacts.pins: a manifest with the sha256 of every file".into(),
             ));
         }
         if self.sequence.is_empty() {
