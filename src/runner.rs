@@ -13,7 +13,7 @@ use crate::inventory::{Host, Inventory};
 use crate::pki::{Pki, PkiError};
 use crate::report::{CaseOutcome, CaseReport, Logger, RunReport};
 use crate::roles::{self, InstallContext, RoleError};
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{Group, Scenario, Step};
 use crate::ssh::{ClientKey, HostKeyPins, SshError, SshOptions, SshSession, SshTarget};
 use crate::state::{ScenarioState, StateDir, StateError, StepRecord};
 use crate::templates::{TemplateError, Templates};
@@ -443,6 +443,10 @@ impl Runner {
             templates: &templates,
         };
         let phases = roles::plan(&ctx, &self.tags)?;
+        // The admin kubeconfig (it embeds the admin key: 0600) for `kubeforge kubectl`.
+        let admin = (mode == Mode::Apply && inventory.group(Group::KubeMaster).next().is_some())
+            .then(|| roles::kubernetes::admin_kubeconfig(&ctx))
+            .transpose()?;
         let mut hosts = Vec::new();
         for phase in &phases {
             let start = Instant::now();
@@ -482,6 +486,16 @@ impl Runner {
                 }
             }
             hosts.extend(phase_reports);
+        }
+        if let Some(kubeconfig) = admin {
+            let path = self.state_dir.kubeconfig();
+            crate::state::write_atomic(&path, kubeconfig.as_bytes(), 0o600)?;
+            self.log.info(format!(
+                "{}: kubectl access: `kubeforge kubectl {} -- get nodes` or export KUBECONFIG={}",
+                self.scenario.name,
+                self.scenario.name,
+                path.display()
+            ));
         }
         Ok(ConvergeReport { hosts })
     }

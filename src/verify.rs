@@ -8,6 +8,8 @@ use crate::inventory::Inventory;
 use crate::roles::etcd;
 use crate::scenario::{Group, Scenario};
 
+mod kubernetes;
+
 /// One smoke test.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -99,6 +101,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
             attempts: 3,
         });
     }
+    out.extend(kubernetes::checks(scenario, inventory));
     out
 }
 

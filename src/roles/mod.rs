@@ -4,6 +4,9 @@
 //! a host: the engine observes, diffs and applies what the roles describe.
 
 pub mod etcd;
+pub mod kubernetes;
+pub mod network;
+pub mod runtime;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -36,10 +39,12 @@ pub enum RoleError {
     Artifact(#[from] ArtifactError),
     #[error("{0}")]
     Inventory(String),
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// The roles kubeforge knows, as selected by `--tags`.
-pub const ROLES: &[&str] = &["etcd"];
+pub const ROLES: &[&str] = &["etcd", "runtime", "network", "kubernetes"];
 
 /// The ordered phases of a converge, limited to `tags` (all roles when empty).
 pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Vec<Phase>, RoleError> {
@@ -47,6 +52,17 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Vec<Phase>, RoleErr
     let mut phases = Vec::new();
     if wanted("etcd") {
         phases.extend(etcd::phases(ctx)?);
+    }
+    // Scenarios without Kubernetes nodes (etcd only) get no Kubernetes phases.
+    let has_nodes = !network::nodes(ctx)?.is_empty();
+    if has_nodes && wanted("runtime") {
+        phases.extend(runtime::phases(ctx)?);
+    }
+    if has_nodes && wanted("network") {
+        phases.extend(network::phases(ctx)?);
+    }
+    if has_nodes && wanted("kubernetes") {
+        phases.extend(kubernetes::phases(ctx)?);
     }
     Ok(phases)
 }
