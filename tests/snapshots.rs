@@ -46,7 +46,8 @@ fn bundle(version: &str) -> Bundle {
         artifacts: BUNDLE
             .iter()
             .map(|name| Artifact {
-                name: name.to_string(),
+                // Image tags follow the fixture's Kubernetes version.
+                name: name.replace("v1.20.2", version),
                 version: version.to_string(),
                 sha256: "0".repeat(64),
                 size: 0,
