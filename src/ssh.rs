@@ -524,8 +524,8 @@ impl SshSession {
 
     /// Stream `local` to `remote_path` as root with permissions `mode`, atomically: the
     /// data goes to `<remote_path>.kf-tmp.<random>`, whose size is checked before chmod
-    /// and `mv -f`, so an interrupted transfer never replaces the destination. The parent
-    /// directory must exist. The file is streamed in chunks, never held in memory.
+    /// and `mv -f`, so an interrupted transfer never replaces the destination. A missing
+    /// parent directory is created (0755). The file is streamed in chunks, never held in memory.
     pub async fn upload_file(
         &self,
         local: &Path,
@@ -741,6 +741,7 @@ fn upload_script(remote_path: &str, mode: u32, len: u64, nonce: u64) -> String {
         "set -e\n\
          tmp={tmp}\n\
          trap 'rm -f -- \"$tmp\"' EXIT\n\
+         (umask 022; mkdir -p -- \"$(dirname -- {dest})\")\n\
          umask 077\n\
          cat > \"$tmp\"\n\
          got=$(wc -c < \"$tmp\")\n\
@@ -1221,13 +1222,21 @@ mod tests {
         assert!(text(&out.stderr).contains("received 5 of 10 bytes"));
         assert_eq!(std::fs::read_dir(&remote_dir).unwrap().count(), 1);
 
+        // A missing parent directory is created; one that cannot be is a Remote error.
+        let nested = remote_dir.join("new/dir/nested.bin");
+        s.upload_file(&local, nested.to_str().unwrap(), 0o644, T)
+            .await
+            .unwrap();
+        assert!(nested.exists());
+        let blocker = remote_dir.join("blocker");
+        std::fs::write(&blocker, b"a file, not a directory").unwrap();
         let err = s
-            .upload_file(&local, "/nonexistent-dir/x", 0o644, T)
+            .upload_file(&local, blocker.join("x").to_str().unwrap(), 0o644, T)
             .await
             .unwrap_err();
         assert!(matches!(err, SshError::Remote { .. }), "{err}");
         assert!(err.to_string().contains("node-a"), "{err}");
-        assert_eq!(s.round_trips(), 4);
+        assert_eq!(s.round_trips(), 5);
         s.close().await;
     }
 
