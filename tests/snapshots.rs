@@ -37,6 +37,8 @@ const BUNDLE: &[&str] = &[
     "image:kubeforge.local/kube-scheduler:v1.20.2",
     "image:kubeforge.local/kube-proxy:v1.20.2",
     "image:kubeforge.local/pause:3.4",
+    "image:kubeforge.local/redis:7",
+    "image:kubeforge.local/guestbook-frontend:v1",
 ];
 
 fn bundle(version: &str) -> Bundle {

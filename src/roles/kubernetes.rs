@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::network::{NodeNet, nodes};
-use super::runtime::{self, BIN_DIR, PAUSE_IMAGE, SOCKET};
+use super::runtime::{self, BIN_DIR, GUESTBOOK_FRONTEND_IMAGE, PAUSE_IMAGE, REDIS_IMAGE, SOCKET};
 use super::{InstallContext, RoleError, ca_file, cert_files, directory, etcd, phase};
 use crate::engine::{Guard, Perms, Phase, ReadyCheck, Resource, Task};
 use crate::pki;
@@ -211,6 +211,8 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
                 images.controller_manager.clone(),
                 images.scheduler.clone(),
             ]);
+        } else {
+            image_refs.extend([REDIS_IMAGE.into(), GUESTBOOK_FRONTEND_IMAGE.into()]);
         }
         let mut image_resources = Vec::new();
         for r in &image_refs {

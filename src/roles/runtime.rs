@@ -16,6 +16,9 @@ pub const BIN_DIR: &str = "/opt/bin";
 pub const SOCKET: &str = "/run/containerd/containerd.sock";
 /// The sandbox (pause) image; kubelet's `--pod-infra-container-image` names the same one.
 pub const PAUSE_IMAGE: &str = "kubeforge.local/pause:3.4";
+/// Images of the guestbook verify check, imported on the workers (where its pods run).
+pub const REDIS_IMAGE: &str = "kubeforge.local/redis:7";
+pub const GUESTBOOK_FRONTEND_IMAGE: &str = "kubeforge.local/guestbook-frontend:v1";
 const CONFIG_PATH: &str = "/etc/containerd/config.toml";
 const UNIT: &str = "containerd.service";
 const UNIT_PATH: &str = "/etc/systemd/system/containerd.service";

@@ -4,7 +4,7 @@
 use super::{Check, Expect};
 use crate::inventory::{Host, Inventory};
 use crate::roles::kubernetes::{SSL_DIR, kubectl};
-use crate::roles::runtime::{PAUSE_IMAGE, ctr};
+use crate::roles::runtime::{GUESTBOOK_FRONTEND_IMAGE, PAUSE_IMAGE, REDIS_IMAGE, ctr};
 use crate::scenario::{Group, Scenario, cidr_nth, parse_cidr};
 
 /// Name prefix of the throwaway pods of the cross-node traffic check.
@@ -12,6 +12,11 @@ const PROBE: &str = "kubeforge-probe";
 const PROBE_PORT: u16 = 9000;
 /// The probe Service's fixed ClusterIP: this offset into the service range.
 const PROBE_SERVICE_OFFSET: u32 = 200;
+/// Label (`app=`) and name prefix of every object of the guestbook check.
+const GUESTBOOK: &str = "kubeforge-guestbook";
+/// Fixed ClusterIPs (offsets into the service range) of the redis-leader, redis-follower
+/// and frontend Services: without cluster DNS the pods are told these addresses.
+const GUESTBOOK_SERVICE_OFFSETS: [u32; 3] = [201, 202, 203];
 
 fn is_node(h: &&Host) -> bool {
     h.in_group(Group::KubeMaster) || h.in_group(Group::KubeWorker)
@@ -207,5 +212,154 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
             3,
         ));
     }
+    if let [a, b, ..] = workers.as_slice() {
+        out.extend(guestbook(scenario, master, a, b));
+    }
     out
+}
+
+/// The guestbook application from the bundle's images: a redis leader on worker `a`, a
+/// follower replicating from it and a frontend Deployment (writing to the leader, reading
+/// from the follower) on worker `b`, each behind a Service at a fixed ClusterIP.
+/// Its objects are removed before (leftovers of an interrupted run) and after.
+fn guestbook(scenario: &Scenario, master: &Host, a: &Host, b: &Host) -> Vec<Check> {
+    let Ok(net) = parse_cidr(&scenario.cluster.service_range) else {
+        return Vec::new();
+    };
+    if net.1 > 24 {
+        return Vec::new();
+    }
+    let [leader_ip, follower_ip, frontend_ip] =
+        GUESTBOOK_SERVICE_OFFSETS.map(|offset| cidr_nth(net, offset).to_string());
+    let k = kubectl();
+    let on_master = |name: String, command: String, expect: Expect, attempts: u32| Check {
+        name,
+        host: master.name.clone(),
+        command,
+        expect,
+        attempts,
+    };
+    let labels = |role: &str| serde_json::json!({ "app": GUESTBOOK, "role": role });
+    let redis = |role: &str, node: &Host, command: Vec<String>| {
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": format!("{GUESTBOOK}-redis-{role}"), "namespace": "default", "labels": labels(role) },
+            "spec": {
+                "nodeSelector": { "kubernetes.io/hostname": node.name },
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{
+                    "name": "redis",
+                    "image": REDIS_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "ports": [{ "containerPort": 6379 }],
+                }],
+            },
+        })
+    };
+    let service = |name: &str, ip: &str, role: &str, port: u16| {
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": name, "namespace": "default", "labels": labels(role) },
+            "spec": { "clusterIP": ip, "selector": labels(role), "ports": [{ "port": port, "targetPort": port }] },
+        })
+    };
+    let server = |extra: &[&str]| {
+        ["/usr/bin/redis-server", "--protected-mode", "no"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let frontend = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": format!("{GUESTBOOK}-frontend"), "namespace": "default", "labels": labels("frontend") },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": labels("frontend") },
+            "template": {
+                "metadata": { "labels": labels("frontend") },
+                "spec": {
+                    "nodeSelector": { "kubernetes.io/hostname": b.name },
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{
+                        "name": "frontend",
+                        "image": GUESTBOOK_FRONTEND_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "env": [
+                            { "name": "REDIS_LEADER_HOST", "value": leader_ip },
+                            { "name": "REDIS_FOLLOWER_HOST", "value": follower_ip },
+                        ],
+                        "ports": [{ "containerPort": 80 }],
+                    }],
+                },
+            },
+        },
+    });
+    let list = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            service("redis-leader", &leader_ip, "leader", 6379),
+            service("redis-follower", &follower_ip, "follower", 6379),
+            service(&format!("{GUESTBOOK}-frontend"), &frontend_ip, "frontend", 80),
+            // Without the default 5 s wait for more replicas before a full sync.
+            redis("leader", a, server(&["--repl-diskless-sync-delay", "0"])),
+            redis("follower", b, server(&["--replicaof", &leader_ip, "6379"])),
+            frontend,
+        ],
+    });
+    let kinds = "deployment,replicaset,pod,service";
+    let delete =
+        format!("{k} delete {kinds} -l app={GUESTBOOK} --ignore-not-found --wait=false >/dev/null");
+    let message = format!("hello-kubeforge-{}", std::process::id());
+    vec![
+        on_master(
+            "guestbook: no objects left from an earlier run".into(),
+            format!(
+                "{delete} && for i in $(seq 40); do [ -z \"$({k} get {kinds} -l app={GUESTBOOK} -o name)\" ] && {{ echo clean; exit 0; }}; sleep 1; done; {k} get {kinds} -l app={GUESTBOOK} -o name"
+            ),
+            Expect::Output("clean".into()),
+            2,
+        ),
+        on_master(
+            format!(
+                "guestbook: redis leader on {}, follower and frontend on {} Running",
+                a.name, b.name
+            ),
+            format!(
+                "echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/{GUESTBOOK}-redis-leader pod/{GUESTBOOK}-redis-follower --timeout=35s >/dev/null && {k} rollout status deployment/{GUESTBOOK}-frontend --timeout=15s >/dev/null && {k} get pod {GUESTBOOK}-redis-leader {GUESTBOOK}-redis-follower -o jsonpath='{{range .items[*]}}{{.spec.nodeName}} {{end}}'"
+            ),
+            Expect::Output(format!("{} {}", a.name, b.name)),
+            2,
+        ),
+        on_master(
+            "kubectl exec works (redis-cli ping in the redis leader pod)".into(),
+            format!("{k} exec {GUESTBOOK}-redis-leader -- redis-cli ping"),
+            Expect::Output("PONG".into()),
+            5,
+        ),
+        // The client is the leader pod's network namespace on `a` (the masters have no route
+        // to the service range), with the node's socat: pod -> Service -> frontend on `b`.
+        // Replication is asynchronous: the follower is read until the message arrives.
+        Check {
+            name: "guestbook stores a message through the frontend and reads it back".into(),
+            host: a.name.clone(),
+            command: format!(
+                "pid={pid}; [ -n \"$pid\" ] || {{ echo 'redis leader pod is not running here'; exit 1; }}; get() {{ printf 'GET %s HTTP/1.0\\r\\n\\r\\n' \"$1\" | nsenter -t \"$pid\" -n socat -T5 - TCP:{frontend_ip}:80 2>&1 | tr -d '\\r'; }}; body() {{ printf '%s\\n' \"$1\" | sed '1,/^$/d'; }}; r=$(get '/set?msg={message}'); [ \"$(body \"$r\")\" = OK ] || {{ echo \"/set answered: $r\"; exit 1; }}; for i in $(seq 20); do r=$(get /get); [ \"$(body \"$r\")\" = {message} ] && {{ echo {message}; exit 0; }}; sleep 1; done; echo \"/get answered: $r\"",
+                pid = pod_pid(&format!("{GUESTBOOK}-redis-leader")),
+            ),
+            expect: Expect::Output(message),
+            attempts: 2,
+        },
+        on_master(
+            "guestbook objects deleted".into(),
+            format!("{delete} && echo deleted"),
+            Expect::Output("deleted".into()),
+            3,
+        ),
+    ]
 }
