@@ -21,6 +21,18 @@ pub struct Check {
     pub attempts: u32,
 }
 
+impl Check {
+    pub fn new(host: &str, name: String, command: String, expect: Expect, attempts: u32) -> Check {
+        Check {
+            name,
+            host: host.to_string(),
+            command,
+            expect,
+            attempts,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Expect {
     /// Exit status 0.

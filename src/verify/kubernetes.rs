@@ -45,12 +45,8 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
     };
     let nodes: Vec<&Host> = inventory.hosts.iter().filter(is_node).collect();
     let k = kubectl();
-    let on_master = |name: String, command: String, expect: Expect, attempts: u32| Check {
-        name,
-        host: master.name.clone(),
-        command,
-        expect,
-        attempts,
+    let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
+        Check::new(&master.name, name, command, expect, attempts)
     };
     let port = scenario.cluster.apiserver_port;
     out.push(on_master(
@@ -232,12 +228,8 @@ fn guestbook(scenario: &Scenario, master: &Host, a: &Host, b: &Host) -> Vec<Chec
     let [leader_ip, follower_ip, frontend_ip] =
         GUESTBOOK_SERVICE_OFFSETS.map(|offset| cidr_nth(net, offset).to_string());
     let k = kubectl();
-    let on_master = |name: String, command: String, expect: Expect, attempts: u32| Check {
-        name,
-        host: master.name.clone(),
-        command,
-        expect,
-        attempts,
+    let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
+        Check::new(&master.name, name, command, expect, attempts)
     };
     let labels = |role: &str| serde_json::json!({ "app": GUESTBOOK, "role": role });
     let redis = |role: &str, node: &Host, command: Vec<String>| {
