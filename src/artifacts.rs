@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// `KUBEFORGE_CACHE_DIR`, else `/var/cache/kubeforge`: outside the git tree, survives
+/// `cargo clean`. The xtask builds into it; the installer reads the bundle from it.
+pub fn default_cache_dir() -> PathBuf {
+    match std::env::var_os("KUBEFORGE_CACHE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("/var/cache/kubeforge"),
+    }
+}
+
 /// `<cache>/bundle/manifest.json` as written by the xtask.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Bundle {
@@ -62,11 +71,7 @@ pub enum ArtifactError {
 impl Bundle {
     /// The bundle under `$KUBEFORGE_CACHE_DIR` (default /var/cache/kubeforge).
     pub fn default_dir() -> PathBuf {
-        std::env::var_os("KUBEFORGE_CACHE_DIR")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/cache/kubeforge"))
-            .join("bundle")
+        default_cache_dir().join("bundle")
     }
 
     pub fn load(dir: &Path) -> Result<Bundle, ArtifactError> {

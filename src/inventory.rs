@@ -42,6 +42,10 @@ impl Inventory {
     pub fn get(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.hosts.iter().map(|h| h.name.as_str()).collect()
+    }
 }
 
 impl Inventory {

@@ -252,11 +252,7 @@ impl Runner {
 
     /// Opens (once) an SSH session to every host, pinning host keys on first contact.
     async fn connect_all(&mut self) -> Result<(), RunError> {
-        let inventory = self
-            .state
-            .inventory
-            .clone()
-            .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))?;
+        let inventory = self.created_inventory()?;
         let key = match &inventory.ssh_key {
             // The user's key must exist: never generate one in their place.
             Some(path) if !path.exists() => {
@@ -318,6 +314,25 @@ impl Runner {
             }
             _ => Ok(Bundle::load(&Bundle::default_dir())?),
         }
+    }
+
+    /// The hosts `create` made, or an error saying to run it first.
+    fn created_inventory(&self) -> Result<Inventory, RunError> {
+        self.state
+            .inventory
+            .clone()
+            .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))
+    }
+
+    /// The open session to `host`.
+    fn session(&self, host: &str) -> Result<SshSession, RunError> {
+        self.sessions
+            .get(host)
+            .cloned()
+            .ok_or_else(|| RunError::UnknownHost {
+                host: host.to_string(),
+                known: self.sessions.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
     fn templates(&self) -> Result<Templates, RunError> {
@@ -426,11 +441,7 @@ impl Runner {
     /// Runs the plan; in check mode prints what would change, with diffs.
     pub async fn converge(&mut self, mode: Mode) -> Result<ConvergeReport, RunError> {
         self.connect_all().await?;
-        let inventory = self
-            .state
-            .inventory
-            .clone()
-            .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))?;
+        let inventory = self.created_inventory()?;
         let templates = self.templates()?;
         let bundle = self.bundle()?;
         bundle.require_kubernetes(&self.scenario.cluster.kubernetes_version)?;
@@ -450,18 +461,18 @@ impl Runner {
         let mut hosts = Vec::new();
         for phase in &phases {
             let start = Instant::now();
-            let results = futures::future::join_all(phase.hosts.iter().map(|hp| {
-                let session = self.sessions.get(&hp.host).cloned();
-                async move {
-                    match session {
-                        Some(s) => engine::run_host(&s, hp, mode).await.map_err(RunError::from),
-                        None => Err(RunError::UnknownHost {
-                            host: hp.host.clone(),
-                            known: String::new(),
-                        }),
-                    }
-                }
-            }))
+            let sessions = phase
+                .hosts
+                .iter()
+                .map(|hp| self.session(&hp.host))
+                .collect::<Result<Vec<_>, _>>()?;
+            let results = futures::future::join_all(
+                phase
+                    .hosts
+                    .iter()
+                    .zip(sessions)
+                    .map(|(hp, s)| async move { engine::run_host(&s, hp, mode).await }),
+            )
             .await;
             let mut phase_reports = Vec::new();
             for r in results {
@@ -502,27 +513,11 @@ impl Runner {
 
     async fn verify(&mut self) -> Result<String, RunError> {
         self.connect_all().await?;
-        let inventory = self
-            .state
-            .inventory
-            .clone()
-            .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))?;
+        let inventory = self.created_inventory()?;
         let checks = verify::checks(&self.scenario, &inventory);
         let mut failed = Vec::new();
         for check in &checks {
-            let session =
-                self.sessions
-                    .get(&check.host)
-                    .cloned()
-                    .ok_or_else(|| RunError::UnknownHost {
-                        host: check.host.clone(),
-                        known: inventory
-                            .hosts
-                            .iter()
-                            .map(|h| h.name.clone())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })?;
+            let session = self.session(&check.host)?;
             let result = verify::run(&session, check).await;
             let outcome = if result.passed {
                 self.log.info(format!("  ok    {}", check.name));
@@ -583,19 +578,10 @@ impl Runner {
 
     /// The host's address, user and the files `ssh` needs to log in with pinned keys.
     pub fn login_command(&self, host: &str) -> Result<Vec<String>, RunError> {
-        let inv = self
-            .state
-            .inventory
-            .as_ref()
-            .ok_or_else(|| RunError::NotCreated(self.scenario.name.clone()))?;
+        let inv = self.created_inventory()?;
         let h = inv.get(host).ok_or_else(|| RunError::UnknownHost {
             host: host.to_string(),
-            known: inv
-                .hosts
-                .iter()
-                .map(|h| h.name.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: inv.names().join(", "),
         })?;
         Ok(vec![
             "ssh".into(),

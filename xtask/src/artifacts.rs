@@ -205,13 +205,8 @@ pub struct ArtifactsOptions {
     pub force: bool,
 }
 
-/// `KUBEFORGE_CACHE_DIR`, else `/var/cache/kubeforge`: outside the git tree, survives `cargo clean`.
-pub fn default_cache_dir() -> PathBuf {
-    match std::env::var_os("KUBEFORGE_CACHE_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from("/var/cache/kubeforge"),
-    }
-}
+/// The cache the installer reads the bundle from (one definition, in the library).
+pub use kubeforge::artifacts::default_cache_dir;
 
 /// `<cache>/bundle/manifest.json`: what the bundle holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
