@@ -800,12 +800,13 @@ pub fn kube_proxy_spec() -> CertSpec {
     client_spec("kube-proxy", "system:kube-proxy", &[])
 }
 
-/// Client certificate the apiserver presents to kubelets (logs, exec, port-forward).
+/// Client certificate the apiserver presents to kubelets (logs, exec, port-forward). Not a
+/// cluster admin: RBAC grants it `system:kubelet-api-admin` (kubernetes/cluster-objects.yaml).
 pub fn apiserver_kubelet_client_spec() -> CertSpec {
     client_spec(
         "apiserver-kubelet-client",
         "kube-apiserver-kubelet-client",
-        &["system:masters"],
+        &[],
     )
 }
 
@@ -1209,7 +1210,7 @@ mod tests {
         );
         assert_eq!(
             apiserver_kubelet_client_spec().organizations,
-            vec!["system:masters"]
+            Vec::<String>::new()
         );
         assert_eq!(
             controller_manager_spec().common_name,

@@ -364,8 +364,8 @@ impl Runner {
             bundle: &bundle,
             templates: &templates,
         };
-        let phases = roles::plan(&ctx, &[])?;
-        let files = roles::rendered_files(&phases);
+        let plan = roles::plan(&ctx, &[])?;
+        let files = roles::rendered_files(&plan.phases);
         let mut problems = Vec::new();
         for (host, template, path, content) in &files {
             let source = format!("{template} (for {host}, {path})");
@@ -453,13 +453,16 @@ impl Runner {
             bundle: &bundle,
             templates: &templates,
         };
-        let phases = roles::plan(&ctx, &self.tags)?;
+        let plan = roles::plan(&ctx, &self.tags)?;
         // The admin kubeconfig (it embeds the admin key: 0600) for `kubeforge kubectl`.
         let admin = (mode == Mode::Apply && inventory.group(Group::KubeMaster).next().is_some())
             .then(|| roles::kubernetes::admin_kubeconfig(&ctx))
             .transpose()?;
+        if mode == Mode::Apply {
+            self.report_not_exercised(&plan.not_exercised);
+        }
         let mut hosts = Vec::new();
-        for phase in &phases {
+        for phase in &plan.phases {
             let start = Instant::now();
             let sessions = phase
                 .hosts
@@ -509,6 +512,26 @@ impl Runner {
             ));
         }
         Ok(ConvergeReport { hosts })
+    }
+
+    /// What the plan renders but leaves out: logged, and a skipped JUnit testcase each.
+    fn report_not_exercised(&mut self, items: &[roles::NotExercised]) {
+        for item in items {
+            self.log.info(format!(
+                "{}: not exercised: {}: {}",
+                self.scenario.name, item.what, item.reason
+            ));
+            self.report.push(CaseReport {
+                name: format!("converge: {}", item.what),
+                classname: format!("kubeforge.{}.not-exercised", self.scenario.name),
+                seconds: 0.0,
+                outcome: CaseOutcome::Skipped {
+                    reason: item.reason.clone(),
+                },
+                output: String::new(),
+                properties: Vec::new(),
+            });
+        }
     }
 
     async fn verify(&mut self) -> Result<String, RunError> {

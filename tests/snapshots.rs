@@ -110,8 +110,8 @@ fn every_template_is_pinned_for_every_fixture() {
             bundle: &bundle,
             templates: &templates,
         };
-        let phases = roles::plan(&ctx, &[]).unwrap();
-        for (host, template, file, content) in roles::rendered_files(&phases) {
+        let plan = roles::plan(&ctx, &[]).unwrap();
+        for (host, template, file, content) in roles::rendered_files(&plan.phases) {
             rendered_templates.insert(template.to_string());
             let text = pin_stable(&redact(&String::from_utf8_lossy(content)));
             // One template can be rendered to several files on a host (the kubeconfigs): the

@@ -5,13 +5,14 @@
 //! diff is computed locally, and the changes go back in one apply script (plus one streamed
 //! upload per changed binary). Check mode stops after the diff.
 
+mod api_object;
 pub mod resource;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::ssh::{ExecOutput, SshError};
-pub use resource::{Change, Guard, Observation, Perms, ReadyCheck, Resource};
+pub use resource::{ApiObject, Change, Guard, Observation, Perms, ReadyCheck, Resource};
 
 /// Something to do on a host: a named group of resources from one role.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+pub use super::api_object::ApiObject;
 use crate::ssh::shell_quote;
 
 /// Files larger than this are compared by checksum only (no text diff).
@@ -71,7 +72,7 @@ pub enum Resource {
         command: String,
         guard: Guard,
     },
-    /// A value behind a read/write pair of commands: an etcd key, a Kubernetes object.
+    /// A value behind a read/write pair of commands (an etcd key), compared whole.
     KeyValue {
         name: String,
         /// Prints the current value; a non-zero exit means absent.
@@ -80,6 +81,10 @@ pub enum Resource {
         write: String,
         value: Vec<u8>,
     },
+    /// A Kubernetes object, read and written with `kubectl` (a command line with its
+    /// kubeconfig). It is up to date when every field it sets has that value in the live
+    /// object; fields the API server adds (status, defaults, uid) are not compared.
+    ApiObject { kubectl: String, object: ApiObject },
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +127,7 @@ impl Resource {
             Resource::Service { unit, .. } => format!("service {unit}"),
             Resource::Command { name, .. } => format!("command {name}"),
             Resource::KeyValue { name, .. } => format!("key {name}"),
+            Resource::ApiObject { object, .. } => format!("object {}", object.label()),
         }
     }
 
@@ -168,6 +174,11 @@ impl Resource {
             },
             Resource::KeyValue { read, .. } => format!(
                 "if kf_v=$( ( {read} ) 2>/dev/null </dev/null); then echo \"KF {id} value $(printf %s \"$kf_v\" | base64 -w0)\"; else echo \"KF {id} value-absent\"; fi\n"
+            ),
+            // `kubectl get -f -` finds the object by its own apiVersion, kind and name.
+            Resource::ApiObject { kubectl, object } => format!(
+                "if kf_v=$(base64 -d <<'KF_EOF' | {kubectl} get -f - -o json 2>/dev/null\n{}KF_EOF\n); then echo \"KF {id} live $(printf %s \"$kf_v\" | base64 -w0)\"; fi\n",
+                base64_lines(object.manifest().as_bytes())
             ),
         }
     }
@@ -296,6 +307,20 @@ impl Resource {
                     }
                 }
             },
+            Resource::ApiObject { object, .. } => {
+                let live = seen
+                    .get("live")
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                let name = object.label();
+                match live {
+                    None => push("create".into(), object.diff_against(None, &name)),
+                    Some(live) if !object.matches(&live) => {
+                        push("update".into(), object.diff_against(Some(&live), &name))
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         out
     }
@@ -365,14 +390,11 @@ impl Resource {
                 s
             }
             Resource::Command { command, .. } => format!("( {command} )\n"),
-            Resource::KeyValue { write, value, .. } => {
-                let mut s = String::from("base64 -d <<'KF_EOF' | ( ");
-                s.push_str(write);
-                s.push_str(" )\n");
-                s.push_str(&base64_lines(value));
-                s.push_str("KF_EOF\n");
-                s
-            }
+            Resource::KeyValue { write, value, .. } => stdin_script(write, value),
+            Resource::ApiObject { kubectl, object } => stdin_script(
+                &format!("{kubectl} apply -f - >/dev/null"),
+                object.manifest().as_bytes(),
+            ),
         }
     }
 }
@@ -454,6 +476,14 @@ fn trim_end(b: &[u8]) -> &[u8] {
         end -= 1;
     }
     &b[..end]
+}
+
+/// Runs `command` with `content` on its stdin (carried base64-encoded in a here-document).
+fn stdin_script(command: &str, content: &[u8]) -> String {
+    format!(
+        "base64 -d <<'KF_EOF' | ( {command} )\n{}KF_EOF\n",
+        base64_lines(content)
+    )
 }
 
 fn base64_lines(content: &[u8]) -> String {

@@ -18,8 +18,10 @@ use sha2::{Digest, Sha256};
 
 use super::network::{NodeNet, nodes};
 use super::runtime::{self, BIN_DIR, GUESTBOOK_FRONTEND_IMAGE, PAUSE_IMAGE, REDIS_IMAGE, SOCKET};
-use super::{InstallContext, RoleError, ca_file, cert_files, directory, etcd, phase};
-use crate::engine::{Guard, Perms, Phase, ReadyCheck, Resource, Task};
+use super::{
+    InstallContext, RoleError, ca_file, cert_files, directory, etcd, manifest_objects, phase,
+};
+use crate::engine::{ApiObject, Guard, Perms, Phase, ReadyCheck, Resource, Task};
 use crate::pki;
 use crate::scenario::{cidr_nth, parse_cidr};
 
@@ -28,6 +30,9 @@ pub const SSL_DIR: &str = "/etc/kubernetes/ssl";
 const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 /// Cluster-admin kubeconfig on each master (certificates embedded), for verify and humans.
 pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.kubeconfig";
+/// Manifests of the objects kubeforge keeps in the API (RBAC bindings, add-ons), as last
+/// rendered: what a user can read or apply by hand.
+pub const API_MANIFESTS_DIR: &str = "/etc/kubernetes/addons";
 const KUBELET_UNIT: &str = "kubelet.service";
 const KUBELET_UNIT_PATH: &str = "/etc/systemd/system/kubelet.service";
 const KUBELET_CONFIG: &str = "/etc/kubernetes/kubelet-config.yaml";
@@ -433,10 +438,37 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         })
         .collect();
 
+    let first = masters
+        .first()
+        .ok_or_else(|| RoleError::Inventory("no host in group 'kube-master'".into()))?;
+    let (file, objects) = manifest_objects(
+        ctx,
+        &format!("{API_MANIFESTS_DIR}/cluster-objects.yaml"),
+        "kubernetes/cluster-objects.yaml",
+        &json!({ "cluster": cluster }),
+    )?;
+    let objects = vec![Task {
+        name: "cluster objects".into(),
+        role: "kubernetes",
+        resources: [directory(API_MANIFESTS_DIR, 0o755), file]
+            .into_iter()
+            .chain(objects.into_iter().map(api_object))
+            .collect(),
+    }];
+
     Ok(vec![
         phase("kubernetes nodes", hosts),
         phase("kubernetes API", wait),
+        phase("kubernetes objects", vec![(first.name.clone(), objects)]),
     ])
+}
+
+/// An object the cluster admin's kubectl on a master creates or updates.
+pub fn api_object(object: ApiObject) -> Resource {
+    Resource::ApiObject {
+        kubectl: kubectl(),
+        object,
+    }
 }
 
 /// The kubelet's local healthz endpoint answers `ok` (plain HTTP on 127.0.0.1; bash's

@@ -3,6 +3,7 @@
 //! Each role returns tasks per host; [`plan`] orders them into phases. Nothing here touches
 //! a host: the engine observes, diffs and applies what the roles describe.
 
+pub mod addons;
 pub mod etcd;
 pub mod kubernetes;
 pub mod network;
@@ -14,7 +15,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::artifacts::{ArtifactError, Bundle};
-use crate::engine::{HostPlan, Perms, Phase, Resource, Task};
+use crate::engine::{ApiObject, HostPlan, Perms, Phase, Resource, Task};
 use crate::inventory::Inventory;
 use crate::pki::{IssuedCert, Pki, PkiError};
 use crate::scenario::Scenario;
@@ -41,15 +42,34 @@ pub enum RoleError {
     Inventory(String),
     #[error("{0}")]
     Settings(String),
+    /// A rendered manifest that does not hold Kubernetes objects.
+    #[error("{0}")]
+    Manifest(String),
 }
 
 /// The roles kubeforge knows, as selected by `--tags`.
-pub const ROLES: &[&str] = &["etcd", "runtime", "network", "kubernetes"];
+pub const ROLES: &[&str] = &["etcd", "runtime", "network", "kubernetes", "addons"];
+
+/// Something the installer renders (and snapshots pin) but this run does not exercise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotExercised {
+    /// `add-on dns`, `network flannel-calico`.
+    pub what: String,
+    pub reason: String,
+}
+
+/// What a converge does: ordered phases, and what it leaves out and why.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub phases: Vec<Phase>,
+    pub not_exercised: Vec<NotExercised>,
+}
 
 /// The ordered phases of a converge, limited to `tags` (all roles when empty).
-pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Vec<Phase>, RoleError> {
+pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
     let wanted = |role: &str| tags.is_empty() || tags.iter().any(|t| t == role);
     let mut phases = Vec::new();
+    let mut not_exercised = Vec::new();
     if wanted("etcd") {
         phases.extend(etcd::phases(ctx)?);
     }
@@ -64,7 +84,15 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Vec<Phase>, RoleErr
     if has_nodes && wanted("kubernetes") {
         phases.extend(kubernetes::phases(ctx)?);
     }
-    Ok(phases)
+    if has_nodes && wanted("addons") {
+        let addons = addons::plan(ctx)?;
+        phases.extend(addons.phases);
+        not_exercised.extend(addons.not_exercised);
+    }
+    Ok(Plan {
+        phases,
+        not_exercised,
+    })
 }
 
 impl InstallContext<'_> {
@@ -76,13 +104,8 @@ impl InstallContext<'_> {
         context: &impl Serialize,
         mode: u32,
     ) -> Result<Resource, RoleError> {
-        Ok(Resource::File {
-            path: path.to_string(),
-            content: self.templates.render(template, context)?.into_bytes(),
-            perms: Perms::root(mode),
-            secret: false,
-            origin: Some(template.to_string()),
-        })
+        let text = self.templates.render(template, context)?;
+        Ok(rendered_file(path, template, text, mode))
     }
 
     /// A binary from the bundle, installed under /opt/bin (CoreOS keeps /usr read-only).
@@ -101,6 +124,30 @@ impl InstallContext<'_> {
             .get(host)
             .map(|h| h.address)
             .ok_or_else(|| RoleError::Inventory(format!("host '{host}' is not in the inventory")))
+    }
+}
+
+/// A manifest rendered to `path` (on a master: for the user, and pinned by snapshots) and
+/// its objects, which kubectl creates or updates only where they differ from the live ones.
+pub fn manifest_objects(
+    ctx: &InstallContext,
+    path: &str,
+    template: &str,
+    context: &impl Serialize,
+) -> Result<(Resource, Vec<ApiObject>), RoleError> {
+    let text = ctx.templates.render(template, context)?;
+    let objects = ApiObject::from_manifest(&format!("{template} (for {path})"), &text)
+        .map_err(RoleError::Manifest)?;
+    Ok((rendered_file(path, template, text, 0o644), objects))
+}
+
+fn rendered_file(path: &str, template: &str, text: String, mode: u32) -> Resource {
+    Resource::File {
+        path: path.to_string(),
+        content: text.into_bytes(),
+        perms: Perms::root(mode),
+        secret: false,
+        origin: Some(template.to_string()),
     }
 }
 

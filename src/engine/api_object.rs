@@ -1,0 +1,230 @@
+//! A desired Kubernetes object and how it compares with the live one.
+//!
+//! The API server fills in much more than a manifest says (status, uid, defaults such as a
+//! port's protocol), so a live object is up to date when it has every field the manifest
+//! sets, with the same value: the manifest is a subset of the live object. Lists compare
+//! element by element and must have the same length, so a removed container or port is a
+//! difference.
+
+use serde_json::Value;
+
+/// One object of a rendered manifest, with what identifies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiObject {
+    value: Value,
+}
+
+impl ApiObject {
+    /// The objects of a (multi-document) YAML manifest; empty documents are skipped.
+    /// Each object needs apiVersion, kind and metadata.name.
+    pub fn from_manifest(source: &str, text: &str) -> Result<Vec<ApiObject>, String> {
+        let docs: Vec<Value> = serde_saphyr::from_str_multiple(text)
+            .map_err(|e| format!("{source}: not valid YAML: {e}"))?;
+        let mut out = Vec::new();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            for field in ["apiVersion", "kind"] {
+                if !doc.get(field).is_some_and(Value::is_string) {
+                    return Err(format!("{source}: an object has no {field}"));
+                }
+            }
+            if !doc.pointer("/metadata/name").is_some_and(Value::is_string) {
+                return Err(format!(
+                    "{source}: a {} has no metadata.name",
+                    doc["kind"].as_str().unwrap_or_default()
+                ));
+            }
+            out.push(ApiObject { value: doc });
+        }
+        Ok(out)
+    }
+
+    pub fn kind(&self) -> &str {
+        self.value["kind"].as_str().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.value["metadata"]["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.value["metadata"]["namespace"].as_str()
+    }
+
+    /// `Kind namespace/name`, or `Kind name` for cluster-scoped objects.
+    pub fn label(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{} {ns}/{}", self.kind(), self.name()),
+            None => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+
+    /// The object as JSON, what `kubectl get -f -` and `kubectl apply -f -` read.
+    pub fn manifest(&self) -> String {
+        self.value.to_string()
+    }
+
+    /// Whether `live` has every field this object sets, with the same value.
+    pub fn matches(&self, live: &Value) -> bool {
+        is_subset(&self.value, live)
+    }
+
+    /// A unified diff (as YAML) of the live object's fields that this object sets against
+    /// the desired ones; `None` for Secrets, whose values are never shown.
+    pub fn diff_against(&self, live: Option<&Value>, name: &str) -> Option<String> {
+        if self.kind() == "Secret" {
+            return None;
+        }
+        let old = live
+            .map(|l| to_yaml(&project(&self.value, l)))
+            .unwrap_or_default();
+        Some(super::resource::unified_diff(
+            &format!(" {name}"),
+            old.as_bytes(),
+            to_yaml(&self.value).as_bytes(),
+        ))
+    }
+}
+
+fn to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_else(|_| format!("{v:#}\n"))
+}
+
+/// `want` is contained in `have`: objects by key, lists element-wise with equal lengths.
+fn is_subset(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, wv)| h.get(k).is_some_and(|hv| is_subset(wv, hv))),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(wv, hv)| is_subset(wv, hv))
+        }
+        (Value::Number(w), Value::Number(h)) => w.as_f64() == h.as_f64(),
+        _ => want == have,
+    }
+}
+
+/// The part of `have` that `want` describes (same keys, same list positions), so that a
+/// diff shows only fields the manifest sets.
+fn project(want: &Value, have: &Value) -> Value {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => Value::Object(
+            w.iter()
+                .filter_map(|(k, wv)| h.get(k).map(|hv| (k.clone(), project(wv, hv))))
+                .collect(),
+        ),
+        (Value::Array(w), Value::Array(h)) => Value::Array(
+            h.iter()
+                .enumerate()
+                .map(|(i, hv)| w.get(i).map_or_else(|| hv.clone(), |wv| project(wv, hv)))
+                .collect(),
+        ),
+        _ => have.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const BINDING: &str = "\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-apiserver-kubelet-client
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kubelet-api-admin
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: kube-apiserver-kubelet-client
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+spec:
+  clusterIP: 10.3.0.10
+  ports:
+    - name: dns
+      port: 53
+      protocol: UDP
+";
+
+    fn objects() -> Vec<ApiObject> {
+        ApiObject::from_manifest("test.yaml", BINDING).unwrap()
+    }
+
+    #[test]
+    fn manifest_documents_become_objects_with_labels() {
+        let o = objects();
+        assert_eq!(o.len(), 2);
+        assert_eq!(
+            o[0].label(),
+            "ClusterRoleBinding kube-apiserver-kubelet-client"
+        );
+        assert_eq!(o[1].label(), "Service kube-system/kube-dns");
+        let err =
+            ApiObject::from_manifest("x.yaml", "apiVersion: v1\nkind: Namespace\n").unwrap_err();
+        assert_eq!(err, "x.yaml: a Namespace has no metadata.name");
+        assert!(
+            ApiObject::from_manifest("x.yaml", "kind: [")
+                .unwrap_err()
+                .starts_with("x.yaml: not valid YAML")
+        );
+    }
+
+    #[test]
+    fn a_live_object_with_added_fields_matches() {
+        let svc = &objects()[1];
+        let live = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "uid": "u-1",
+                         "resourceVersion": "42"},
+            "spec": {"clusterIP": "10.3.0.10", "clusterIPs": ["10.3.0.10"], "type": "ClusterIP",
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}]},
+            "status": {"loadBalancer": {}}
+        });
+        assert!(svc.matches(&live));
+    }
+
+    #[test]
+    fn a_changed_or_missing_field_is_a_difference_with_a_diff() {
+        let svc = &objects()[1];
+        let live = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "uid": "u-1"},
+            "spec": {"clusterIP": "10.3.0.10",
+                     "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]},
+        });
+        assert!(!svc.matches(&live));
+        let diff = svc
+            .diff_against(Some(&live), "Service kube-system/kube-dns")
+            .unwrap();
+        assert!(diff.contains("\n-    port: 5353\n"), "{diff}");
+        assert!(diff.contains("\n+    port: 53\n"), "{diff}");
+        assert!(
+            !diff.contains("uid"),
+            "only fields the manifest sets: {diff}"
+        );
+        let mut extra_port = live.clone();
+        extra_port["spec"]["ports"] = json!([
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "metrics", "port": 9153, "protocol": "TCP"}
+        ]);
+        assert!(!svc.matches(&extra_port), "list lengths must agree");
+    }
+
+    #[test]
+    fn secrets_are_never_diffed() {
+        let secret = &ApiObject::from_manifest(
+            "s.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  token: c2VjcmV0\n",
+        )
+        .unwrap()[0];
+        assert_eq!(secret.diff_against(None, "Secret s"), None);
+    }
+}
