@@ -252,7 +252,7 @@ pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageErr
         log("apt-get update");
         apt(&["update"]).await.map_err(cmd_err("apt-get update"))?;
     }
-    let mut args = vec!["install", "-y", "-q"];
+    let mut args = vec!["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"];
     args.extend(missing.iter().copied());
     apt(&args).await.map_err(cmd_err(install))?;
     Ok(())

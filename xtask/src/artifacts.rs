@@ -643,7 +643,9 @@ fn deb_src_from_one_line(text: &str) -> Vec<String> {
 fn apt_command(args: &[&str]) -> Command {
     let mut cmd = Command::new("apt-get");
     // The cache is root's: apt's `_apt` sandbox user could not write the downloads there.
+    // Another apt (a parallel build, the machine's own updates) is waited for, not failed on.
     cmd.args(["-q", "-y", "-o", "APT::Sandbox::User=root"])
+        .args(["-o", "DPkg::Lock::Timeout=600"])
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive");
     cmd

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::artifacts::{remove_dir_if_exists, run_logged, write_atomic};
+use crate::artifacts::{apt_get, remove_dir_if_exists, run_logged, write_atomic};
 
 /// Bump when the build steps below change what the box holds: part of the recipe hash.
 const RECIPE_VERSION: &str = "kubeforge-vagrant-box-1";
@@ -213,14 +213,6 @@ fn installed(package: &str) -> Result<bool> {
     Ok(String::from_utf8_lossy(&out.stdout).ends_with(" installed"))
 }
 
-fn apt(args: &[&str], log: &Path) -> Result<()> {
-    let mut cmd = Command::new("apt-get");
-    cmd.args(["-q", "-y", "--no-install-recommends"])
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run_logged(cmd, log)
-}
-
 /// Installs vagrant, vagrant-libvirt, libvirt and QEMU when any is missing. QEMU comes from
 /// bookworm-backports when the installed qemu-utils does (their versions must match).
 fn ensure_packages(log: &Path) -> Result<()> {
@@ -248,8 +240,7 @@ fn ensure_packages(log: &Path) -> Result<()> {
         )?;
     }
     say(&format!("installing {}", missing.join(" ")));
-    apt(&["update"], log)?;
-    let mut args = vec!["install".to_string()];
+    let mut args = vec!["install".to_string(), "--no-install-recommends".to_string()];
     args.extend(HOST_PACKAGES.iter().map(|p| p.to_string()));
     args.extend(QEMU_PACKAGES.iter().map(|p| {
         if backports {
@@ -259,7 +250,8 @@ fn ensure_packages(log: &Path) -> Result<()> {
         }
     }));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    apt(&args, log)
+    apt_get(&["update"], None, log)?;
+    apt_get(&args, None, log)
 }
 
 /// qemu.conf for a machine without systemd, then virtlogd and libvirtd started by hand
