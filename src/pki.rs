@@ -796,6 +796,12 @@ pub fn scheduler_spec() -> CertSpec {
     client_spec("scheduler", "system:kube-scheduler", &[])
 }
 
+/// Calico's CNI plugin and policy controller reading the API (RBAC in
+/// kubernetes/cluster-objects.yaml).
+pub fn calico_spec() -> CertSpec {
+    client_spec("calico", "calico", &[])
+}
+
 pub fn kube_proxy_spec() -> CertSpec {
     client_spec("kube-proxy", "system:kube-proxy", &[])
 }

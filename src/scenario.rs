@@ -229,6 +229,22 @@ pub struct ClusterSettings {
     pub apiserver_port: u16,
     /// DNS domain of the cluster (kubelet's clusterDomain, the apiserver certificate).
     pub cluster_domain: String,
+    /// How pods on different nodes reach each other.
+    pub network: PodNetwork,
+}
+
+/// The pod network a cluster runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodNetwork {
+    /// CNI bridge + host-local per node, routes to the other nodes' pod CIDRs (what runs
+    /// offline here: no overlay, like flannel's host-gw backend).
+    #[default]
+    Bridge,
+    /// The seeds' network: flanneld (vxlan, configured through etcd) with Calico enforcing
+    /// network policy; needs flanneld, the flannel and calico CNI plugins and Calico's
+    /// images in the bundle.
+    FlannelCalico,
 }
 
 impl Default for ClusterSettings {
@@ -242,6 +258,7 @@ impl Default for ClusterSettings {
             etcd: EtcdSettings::default(),
             apiserver_port: 6443,
             cluster_domain: "cluster.local".into(),
+            network: PodNetwork::default(),
         }
     }
 }

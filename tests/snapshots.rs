@@ -1,6 +1,7 @@
 //! Every template rendered for every fixture in `fixtures/` is pinned by an insta snapshot
 //! named `<fixture>@<host>@<file>`. Review changes with `cargo insta review`; in CI
-//! (CI=true) a changed or missing snapshot fails.
+//! (CI=true) a changed or missing snapshot fails. Every rendered file must also pass the
+//! syntax step's check for its kind.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,6 +12,7 @@ use kubeforge::pki::Pki;
 use kubeforge::report::redact;
 use kubeforge::roles::{self, InstallContext};
 use kubeforge::scenario::Scenario;
+use kubeforge::syntax;
 use kubeforge::templates::Templates;
 
 /// Binaries and images the roles may ask the bundle for. Rendering only needs their names.
@@ -39,6 +41,12 @@ const BUNDLE: &[&str] = &[
     "image:kubeforge.local/pause:3.4",
     "image:kubeforge.local/redis:7",
     "image:kubeforge.local/guestbook-frontend:v1",
+    // The flannel + Calico network (fixtures/flannel-calico.yml).
+    "flanneld",
+    "flannel",
+    "calico",
+    "image:docker.io/calico/node:v3.17.1",
+    "image:docker.io/calico/kube-controllers:v3.17.1",
 ];
 
 fn bundle(version: &str) -> Bundle {
@@ -88,6 +96,7 @@ fn every_template_is_pinned_for_every_fixture() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let templates = Templates::load(&root.join("templates")).unwrap();
     let mut rendered_templates = BTreeSet::new();
+    let mut malformed = Vec::new();
     let mut fixtures: Vec<_> = std::fs::read_dir(root.join("fixtures"))
         .unwrap()
         .flatten()
@@ -113,7 +122,12 @@ fn every_template_is_pinned_for_every_fixture() {
         let plan = roles::plan(&ctx, &[]).unwrap();
         for (host, template, file, content) in roles::rendered_files(&plan.phases) {
             rendered_templates.insert(template.to_string());
-            let text = pin_stable(&redact(&String::from_utf8_lossy(content)));
+            let rendered = String::from_utf8_lossy(content);
+            let source = format!("{template} (fixture {fixture}, {host}, {file})");
+            if let Err(e) = syntax::check(syntax::FileKind::for_path(file), &source, &rendered) {
+                malformed.push(e.to_string());
+            }
+            let text = pin_stable(&redact(&rendered));
             // One template can be rendered to several files on a host (the kubeconfigs): the
             // snapshot is named after the file, and its description names the template.
             let name = format!(
@@ -126,6 +140,11 @@ fn every_template_is_pinned_for_every_fixture() {
             });
         }
     }
+    assert!(
+        malformed.is_empty(),
+        "malformed rendered files:\n{}",
+        malformed.join("\n")
+    );
     let unrendered: Vec<String> = templates
         .names()
         .into_iter()

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{InstallContext, RoleError, ca_file, cert_files, directory, phase};
 use crate::engine::{Phase, ReadyCheck, Resource, Task};
 use crate::pki;
-use crate::scenario::{EtcdSettings, Group};
+use crate::scenario::{EtcdSettings, Group, PodNetwork};
 
 pub const UNIT: &str = "etcd-member.service";
 const UNIT_PATH: &str = "/etc/systemd/system/etcd-member.service";
@@ -134,7 +134,10 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     let eps = endpoints(ctx);
     let network = serde_json::json!({
         "Network": ctx.scenario.cluster.pod_network,
-        "Backend": { "Type": "host-gw" },
+        "Backend": { "Type": match ctx.scenario.cluster.network {
+            PodNetwork::Bridge => "host-gw",
+            PodNetwork::FlannelCalico => super::flannel_calico::BACKEND,
+        } },
     });
     let keys = vec![Task {
         name: "etcd network configuration".into(),

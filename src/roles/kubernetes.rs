@@ -106,7 +106,7 @@ struct Images {
 }
 
 /// A kubeconfig for `user`, authenticating with `<SSL_DIR>/<stem>.pem`.
-fn kubeconfig(
+pub(super) fn kubeconfig(
     ctx: &InstallContext,
     path: &str,
     user: &str,
@@ -159,7 +159,7 @@ fn manifest(
     )
 }
 
-fn ssl(stem: &str) -> String {
+pub(super) fn ssl(stem: &str) -> String {
     format!("{SSL_DIR}/{stem}.pem")
 }
 

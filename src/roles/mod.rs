@@ -5,6 +5,7 @@
 
 pub mod addons;
 pub mod etcd;
+pub mod flannel_calico;
 pub mod kubernetes;
 pub mod network;
 pub mod runtime;
@@ -18,7 +19,7 @@ use crate::artifacts::{ArtifactError, Bundle};
 use crate::engine::{ApiObject, HostPlan, Perms, Phase, Resource, Task};
 use crate::inventory::Inventory;
 use crate::pki::{IssuedCert, Pki, PkiError};
-use crate::scenario::Scenario;
+use crate::scenario::{PodNetwork, Scenario};
 use crate::templates::{TemplateError, Templates};
 
 /// Everything a role may read.
@@ -80,6 +81,9 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
     }
     if has_nodes && wanted("network") {
         phases.extend(network::phases(ctx)?);
+        if ctx.scenario.cluster.network == PodNetwork::Bridge {
+            not_exercised.push(flannel_calico::not_exercised());
+        }
     }
     if has_nodes && wanted("kubernetes") {
         phases.extend(kubernetes::phases(ctx)?);

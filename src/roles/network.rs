@@ -1,15 +1,16 @@
-//! The pod network without an overlay: each Kubernetes node gets a pod CIDR (by host order),
+//! The pod network. The default, `bridge`, has no overlay: each Kubernetes node gets a pod CIDR (by host order),
 //! a CNI bridge + host-local config for it, and routes to every other node's pod CIDR via
 //! that node's address, kept across reboots by a oneshot unit. Pods reach each other across
 //! nodes with their own addresses (no NAT), like flannel's host-gw backend in the seeds.
+//! The seeds' flannel + Calico network is in [`flannel_calico`].
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
-use super::{InstallContext, RoleError, directory, phase};
+use super::{InstallContext, RoleError, directory, flannel_calico, phase};
 use crate::engine::{Phase, Resource, Task};
-use crate::scenario::{Group, parse_cidr};
+use crate::scenario::{Group, PodNetwork, parse_cidr};
 
 /// Prefix length of each node's pod CIDR.
 pub const NODE_CIDR_PREFIX: u8 = 24;
@@ -77,6 +78,10 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     let all = nodes(ctx)?;
     let mut hosts = Vec::new();
     for node in &all {
+        if ctx.scenario.cluster.network == PodNetwork::FlannelCalico {
+            hosts.push((node.name.clone(), flannel_calico::node_tasks(ctx, node)?));
+            continue;
+        }
         let t = NetworkTemplate {
             node,
             peers: all.iter().filter(|n| n.name != node.name).collect(),
@@ -123,7 +128,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     Ok(vec![phase("pod network", hosts)])
 }
 
-fn cni_plugin(ctx: &InstallContext, name: &str) -> Result<Resource, RoleError> {
+pub(super) fn cni_plugin(ctx: &InstallContext, name: &str) -> Result<Resource, RoleError> {
     let (local, artifact) = ctx.bundle.get(name)?;
     Ok(Resource::Upload {
         path: format!("{CNI_BIN_DIR}/{name}"),
