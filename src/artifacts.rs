@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `KUBEFORGE_CACHE_DIR`, else `/var/cache/kubeforge`: outside the git tree, survives
 /// `cargo clean`. The xtask builds into it; the installer reads the bundle from it.
@@ -23,15 +23,22 @@ pub struct Bundle {
     pub artifacts: Vec<Artifact>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One binary or container image of the bundle (written by the xtask, read here).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     pub name: String,
+    /// Reported by the binary itself where it can say, else the package's upstream version.
     pub version: String,
     pub sha256: String,
     pub size: u64,
+    /// `debian-source:PKG=VER`, `debian-binary:PKG=VER`, or for an image
+    /// `built:BINARY,...,debian:PKG=VER,...`.
     pub source: String,
     /// Relative to the bundle directory.
     pub path: String,
+    /// Shared libraries the host must provide; empty for a static binary.
+    #[serde(default)]
+    pub needed_libraries: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

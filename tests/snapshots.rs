@@ -63,6 +63,7 @@ fn bundle(version: &str) -> Bundle {
                 size: 0,
                 source: "snapshot-test".into(),
                 path: format!("bin/{}", name.replace([':', '/'], "_")),
+                ..Default::default()
             })
             .collect(),
     }

@@ -145,6 +145,7 @@ mod tests {
                     sha256: "0".repeat(64),
                     size: 0,
                     source: "test".into(),
+                    ..Default::default()
                 })
                 .collect(),
         }

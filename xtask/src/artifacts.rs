@@ -216,22 +216,8 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
 }
 
-/// One binary or container image of the bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Artifact {
-    pub name: String,
-    /// Reported by the binary itself where it can say, else the package's upstream version.
-    pub version: String,
-    pub sha256: String,
-    pub size: u64,
-    /// `debian-source:PKG=VER`, `debian-binary:PKG=VER`, or for an image
-    /// `built:BINARY,...,debian:PKG=VER,...`.
-    pub source: String,
-    /// Relative to the bundle directory.
-    pub path: String,
-    /// Shared libraries the host must provide; empty for a static binary.
-    pub needed_libraries: Vec<String>,
-}
+/// One binary or container image of the bundle (one definition, in the library).
+pub use kubeforge::artifacts::Artifact;
 
 /// Per-step record: the key it was built with and what it produced.
 #[derive(Debug, Serialize, Deserialize)]
