@@ -265,3 +265,61 @@ fn facts_parser_ignores_noise() {
     assert_eq!(f[&0]["perms"], "644 root root");
     assert!(f[&1].is_empty());
 }
+
+/// The object scripts' plumbing (manifest on stdin, live object read back as JSON), with a
+/// `kubectl` stand-in that keeps one object in a file: create, no change, drift repaired.
+#[tokio::test]
+async fn api_object_created_then_unchanged_then_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("object.json");
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n# get -f - -o json | apply -f -\ncase \"$1\" in\n  get) cat >/dev/null; [ -f {s} ] && cat {s} ;;\n  apply) cat > {s} ;;\n  *) exit 2 ;;\nesac\n",
+            s = store.display()
+        ),
+    )
+    .unwrap();
+    let object = |port: u16| {
+        ApiObject::from_manifest(
+            "svc.yaml",
+            &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  ports:\n    - port: {port}\n"),
+        )
+        .unwrap()
+        .remove(0)
+    };
+    let plan = |port: u16| HostPlan {
+        host: "local".into(),
+        tasks: vec![Task {
+            name: "objects".into(),
+            role: "test",
+            resources: vec![Resource::ApiObject {
+                kubectl: format!("sh {}", kubectl.display()),
+                object: object(port),
+            }],
+        }],
+    };
+    let check = run(&plan(80), Mode::Check).await;
+    assert_eq!(check.tasks[0].changes[0].summary, "create");
+    assert!(!store.exists(), "check mode wrote the object");
+    run(&plan(80), Mode::Apply).await;
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&store).unwrap()).unwrap();
+    assert_eq!(stored["spec"]["ports"][0]["port"], 80);
+    // The API server adds fields; the object is still up to date.
+    let mut live = stored.clone();
+    live["metadata"]["uid"] = "u-1".into();
+    live["spec"]["ports"][0]["protocol"] = "TCP".into();
+    std::fs::write(&store, live.to_string()).unwrap();
+    assert_eq!(run(&plan(80), Mode::Check).await.change_count(), 0);
+    let changed = run(&plan(8080), Mode::Check).await;
+    let change = &changed.tasks[0].changes[0];
+    assert_eq!(change.summary, "update");
+    assert!(
+        change.diff.as_deref().unwrap().contains("+  - port: 8080"),
+        "{change:?}"
+    );
+    run(&plan(8080), Mode::Apply).await;
+    assert_eq!(run(&plan(8080), Mode::Check).await.change_count(), 0);
+}
