@@ -63,6 +63,15 @@ impl ApiObject {
         self.value.to_string()
     }
 
+    /// The one object in what `kubectl get -f - -o json` printed: kubectl wraps what it
+    /// finds through a file in a `List`.
+    pub fn single(printed: Value) -> Option<Value> {
+        match printed.get("kind").and_then(Value::as_str) {
+            Some("List") => printed["items"].as_array()?.first().cloned(),
+            _ => Some(printed),
+        }
+    }
+
     /// Whether `live` has every field this object sets, with the same value.
     pub fn matches(&self, live: &Value) -> bool {
         is_subset(&self.value, live)
@@ -216,6 +225,20 @@ spec:
             {"name": "metrics", "port": 9153, "protocol": "TCP"}
         ]);
         assert!(!svc.matches(&extra_port), "list lengths must agree");
+    }
+
+    #[test]
+    fn kubectl_lists_are_unwrapped() {
+        let obj = json!({"kind": "Service", "metadata": {"name": "a"}});
+        assert_eq!(
+            ApiObject::single(json!({"apiVersion": "v1", "kind": "List", "items": [obj.clone()]})),
+            Some(obj.clone())
+        );
+        assert_eq!(
+            ApiObject::single(json!({"kind": "List", "items": []})),
+            None
+        );
+        assert_eq!(ApiObject::single(obj.clone()), Some(obj));
     }
 
     #[test]

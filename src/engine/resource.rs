@@ -311,7 +311,8 @@ impl Resource {
                 let live = seen
                     .get("live")
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(ApiObject::single);
                 let name = object.label();
                 match live {
                     None => push("create".into(), object.diff_against(None, &name)),

@@ -267,7 +267,8 @@ fn facts_parser_ignores_noise() {
 }
 
 /// The object scripts' plumbing (manifest on stdin, live object read back as JSON), with a
-/// `kubectl` stand-in that keeps one object in a file: create, no change, drift repaired.
+/// `kubectl` stand-in that keeps one object in a file (and, like kubectl, prints what it
+/// finds through `-f` as a List): create, no change, drift repaired.
 #[tokio::test]
 async fn api_object_created_then_unchanged_then_repaired() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,7 +277,7 @@ async fn api_object_created_then_unchanged_then_repaired() {
     std::fs::write(
         &kubectl,
         format!(
-            "#!/bin/sh\n# get -f - -o json | apply -f -\ncase \"$1\" in\n  get) cat >/dev/null; [ -f {s} ] && cat {s} ;;\n  apply) cat > {s} ;;\n  *) exit 2 ;;\nesac\n",
+            "#!/bin/sh\n# get -f - -o json | apply -f -\ncase \"$1\" in\n  get) cat >/dev/null; [ -f {s} ] && {{ printf '{{\"kind\":\"List\",\"items\":['; cat {s}; printf ']}}'; }} ;;\n  apply) cat > {s} ;;\n  *) exit 2 ;;\nesac\n",
             s = store.display()
         ),
     )
