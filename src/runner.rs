@@ -273,7 +273,7 @@ impl Runner {
         let results = futures::future::join_all(todo.iter().map(|h| {
             let target = SshTarget {
                 host: h.name.clone(),
-                address: h.address,
+                address: h.ssh_address,
                 port: h.ssh_port,
                 user: h.user.clone(),
             };
@@ -286,7 +286,7 @@ impl Runner {
         let addresses: Vec<_> = inventory
             .hosts
             .iter()
-            .map(|h| (h.name.clone(), h.address, h.ssh_port))
+            .map(|h| (h.name.clone(), h.ssh_address, h.ssh_port))
             .collect();
         crate::state::write_atomic(
             &self.state_dir.known_hosts(),
@@ -621,7 +621,7 @@ impl Runner {
             "IdentitiesOnly=yes".into(),
             "-p".into(),
             h.ssh_port.to_string(),
-            format!("{}@{}", h.user, h.address),
+            format!("{}@{}", h.user, h.ssh_address),
         ])
     }
 }

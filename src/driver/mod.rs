@@ -4,10 +4,18 @@ pub mod host_image;
 pub mod podman;
 pub mod vagrant;
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::io::AsyncReadExt;
 
 use crate::inventory::{Host, Inventory};
 use crate::scenario::{DriverConfig, Scenario};
+
+const SSH_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const SSH_BANNER_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -19,6 +27,95 @@ pub enum DriverError {
     HostImage(#[from] host_image::HostImageError),
     #[error("existing hosts: `{command}` failed: {detail}")]
     UserCommand { command: String, detail: String },
+}
+
+/// A new host's SSH server, as the control machine reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshEndpoint {
+    pub host: String,
+    pub address: SocketAddr,
+}
+
+/// A host whose SSH server did not answer in time, with the last thing that went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshNotReady {
+    pub host: String,
+    pub address: SocketAddr,
+    pub last: String,
+}
+
+impl std::fmt::Display for SshNotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host {} ({}): {}", self.host, self.address, self.last)
+    }
+}
+
+/// Polls every endpoint, all at once, for an SSH banner and logs when each answers.
+/// Polling stops at `timeout`, so nothing keeps probing an address after create gives
+/// up; the hosts that never answered come back as the error.
+pub async fn wait_for_ssh(
+    endpoints: &[SshEndpoint],
+    timeout: Duration,
+    log: &dyn Fn(&str),
+) -> Result<(), Vec<SshNotReady>> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut polls: FuturesUnordered<_> = endpoints
+        .iter()
+        .map(|e| async move { (e, poll_ssh_banner(e.address, deadline).await) })
+        .collect();
+    let mut failed = Vec::new();
+    while let Some((e, result)) = polls.next().await {
+        match result {
+            Ok(()) => log(&format!(
+                "host {}: sshd answers on {} after {:.1}s",
+                e.host,
+                e.address,
+                started.elapsed().as_secs_f64()
+            )),
+            Err(last) => failed.push(SshNotReady {
+                host: e.host.clone(),
+                address: e.address,
+                last,
+            }),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        failed.sort_by(|a, b| a.host.cmp(&b.host));
+        Err(failed)
+    }
+}
+
+async fn poll_ssh_banner(address: SocketAddr, deadline: Instant) -> Result<(), String> {
+    let mut last = String::from("no attempt made");
+    while Instant::now() < deadline {
+        match ssh_banner(address).await {
+            Ok(banner) if banner.starts_with("SSH-2.0") => return Ok(()),
+            Ok(banner) => last = format!("unexpected banner {banner:?}"),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(SSH_POLL_INTERVAL).await;
+    }
+    Err(last)
+}
+
+async fn ssh_banner(address: SocketAddr) -> Result<String, String> {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut buf = [0u8; 64];
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read banner: {e}"))?;
+        Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_string())
+    };
+    tokio::time::timeout(SSH_BANNER_TIMEOUT, attempt)
+        .await
+        .map_err(|_| format!("no banner within {}s", SSH_BANNER_TIMEOUT.as_secs()))?
 }
 
 /// Runs a command the user gave for the `existing` driver, on this machine.
@@ -103,6 +200,28 @@ fn vagrant_plan(scenario: &Scenario, instance: &str) -> Result<vagrant::VagrantP
     })
 }
 
+/// The inventory hosts for the VMs `vagrant up` created, in scenario order.
+fn vagrant_hosts(scenario: &Scenario, instance: &str, created: &[vagrant::CreatedVm]) -> Vec<Host> {
+    scenario
+        .platforms
+        .iter()
+        .filter_map(|p| {
+            let vm = created.iter().find(|vm| vm.name == p.name)?;
+            Some(Host {
+                name: p.name.clone(),
+                // The cluster talks on the private network; SSH goes where
+                // `vagrant ssh-config` says.
+                address: vm.ip.into(),
+                ssh_address: vm.ssh_address,
+                ssh_port: vm.ssh_port,
+                user: vm.user.clone(),
+                groups: p.groups.clone(),
+                handle: Some(format!("{instance}-{}", p.name)),
+            })
+        })
+        .collect()
+}
+
 /// Creates every host of the scenario; `authorized_keys` is the scenario's public key.
 /// Returns the inventory and the name of the network created for it.
 pub async fn create(
@@ -140,6 +259,7 @@ pub async fn create(
                     Some(Host {
                         name: p.name.clone(),
                         address: c.address.into(),
+                        ssh_address: c.address.into(),
                         ssh_port: 22,
                         user: "core".into(),
                         groups: p.groups.clone(),
@@ -158,23 +278,7 @@ pub async fn create(
         DriverConfig::Vagrant { network, .. } => {
             let plan = vagrant_plan(scenario, instance)?;
             let created = vagrant::create(&plan, authorized_keys, log).await?;
-            let hosts = scenario
-                .platforms
-                .iter()
-                .filter_map(|p| {
-                    let vm = created.iter().find(|vm| vm.name == p.name)?;
-                    Some(Host {
-                        name: p.name.clone(),
-                        // The private address serves both the cluster and SSH: this machine
-                        // sits on that network too.
-                        address: vm.ip.into(),
-                        ssh_port: 22,
-                        user: vm.ssh.user.clone(),
-                        groups: p.groups.clone(),
-                        handle: Some(format!("{instance}-{}", p.name)),
-                    })
-                })
-                .collect();
+            let hosts = vagrant_hosts(scenario, instance, &created);
             Ok((
                 Inventory {
                     hosts,
@@ -197,9 +301,11 @@ pub async fn create(
                 .platforms
                 .iter()
                 .filter_map(|p| {
+                    let address = p.address?;
                     Some(Host {
                         name: p.name.clone(),
-                        address: p.address?,
+                        address,
+                        ssh_address: address,
                         ssh_port: *port,
                         user: user.clone(),
                         groups: p.groups.clone(),
@@ -257,5 +363,103 @@ pub async fn destroy(
             }
             Ok("existing hosts left as they are".into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// VirtualBox forwards each VM's SSH to a port on 127.0.0.1: SSH goes there while
+    /// the cluster keeps the private addresses.
+    #[test]
+    fn vagrant_ssh_config_gives_the_ssh_endpoint_not_the_cluster_address() {
+        let dir = Path::new("/project/scenarios/vagrant-etcd");
+        let scenario = Scenario::parse(
+            "vagrant-etcd",
+            &dir.join("scenario.yml"),
+            "driver: {name: vagrant, provider: virtualbox}\n\
+             platforms:\n  - {name: etcd-01, groups: [etcd]}\n  - {name: etcd-02, groups: [etcd]}\n",
+        )
+        .expect("scenario");
+        let plan = vagrant_plan(&scenario, "kf-a-1").expect("plan");
+        let ssh_config = "Host etcd-01\n  HostName 127.0.0.1\n  User core\n  Port 2222\n  \
+                          UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  \
+                          IdentityFile /p/.vagrant/machines/etcd-01/virtualbox/private_key\n\n\
+                          Host etcd-02\n  HostName 127.0.0.1\n  User core\n  Port 2200\n";
+        let vms = vagrant::vms_from_ssh_config(&plan.hosts, ssh_config).expect("vms");
+        let hosts = vagrant_hosts(&scenario, "kf-a-1", &vms);
+        let localhost: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(
+            hosts[0].address,
+            "10.0.0.101".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!((hosts[0].ssh_address, hosts[0].ssh_port), (localhost, 2222));
+        assert_eq!(
+            hosts[1].address,
+            "10.0.0.102".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!((hosts[1].ssh_address, hosts[1].ssh_port), (localhost, 2200));
+        assert_eq!(hosts[0].user, "core");
+        assert_eq!(hosts[0].handle.as_deref(), Some("kf-a-1-etcd-01"));
+
+        let missing =
+            vagrant::vms_from_ssh_config(&plan.hosts, "Host etcd-01\n  HostName 127.0.0.1\n");
+        assert!(missing.unwrap_err().to_string().contains("etcd-02"));
+        let named =
+            vagrant::vms_from_ssh_config(&plan.hosts[..1], "Host etcd-01\n  HostName localhost\n");
+        assert!(named.unwrap_err().to_string().contains("\"localhost\""));
+    }
+
+    #[tokio::test]
+    async fn ssh_wait_reports_each_silent_host_by_name() {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let speaking = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = server.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+            }
+        });
+        // Bound, never accepted from and never speaking: connects, then no banner.
+        let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = mute.local_addr().unwrap();
+        let logged = std::sync::Mutex::new(Vec::new());
+        let log = |m: &str| logged.lock().unwrap().push(m.to_string());
+        let endpoints = [
+            SshEndpoint {
+                host: "up".into(),
+                address: speaking,
+            },
+            SshEndpoint {
+                host: "down".into(),
+                address: silent,
+            },
+        ];
+        let failed = wait_for_ssh(&endpoints, Duration::from_secs(3), &log)
+            .await
+            .unwrap_err();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].host, "down");
+        assert!(
+            failed[0]
+                .to_string()
+                .starts_with(&format!("host down ({silent}): ")),
+            "{}",
+            failed[0]
+        );
+        assert!(failed[0].last.contains("no banner"), "{}", failed[0].last);
+        let logged = logged.into_inner().unwrap();
+        assert_eq!(logged.len(), 1);
+        assert!(
+            logged[0].starts_with(&format!("host up: sshd answers on {speaking}")),
+            "{logged:?}"
+        );
+        assert!(
+            wait_for_ssh(&endpoints[..1], Duration::from_secs(3), &|_: &str| {})
+                .await
+                .is_ok()
+        );
     }
 }

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 /// Label put on every container, volume and network of an instance.
@@ -27,7 +25,6 @@ const PODMAN_DEFAULT: Cidr = Cidr {
 /// Attempts when another process takes the subnet we picked between listing and creating.
 const SUBNET_ATTEMPTS: usize = 5;
 const SSH_READY_TIMEOUT: Duration = Duration::from_secs(60);
-const SSH_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Where the instance's key volume is mounted; the image's sshd reads `<dir>/%u`.
 const KEYS_MOUNT: &str = "/etc/ssh/authorized_keys";
 const LOGIN_USER: &str = "core";
@@ -685,84 +682,39 @@ async fn install_keys(
     Ok(())
 }
 
-/// Polls each created host's port 22 for an SSH banner, only until the shared deadline,
-/// so nothing keeps probing an address after create gives up.
+/// Waits for every host's sshd; a host that never answers is reported with its
+/// container's state.
 async fn wait_for_ssh(hosts: &[CreatedHost], log: &dyn Fn(&str)) -> Result<(), PodmanError> {
-    let deadline = Instant::now() + SSH_READY_TIMEOUT;
-    let started = Instant::now();
-    let mut set = JoinSet::new();
-    for host in hosts {
-        let host = host.clone();
-        set.spawn(async move {
-            let result = poll_ssh_banner(host.address, deadline).await;
-            (host, result)
-        });
-    }
-    let mut details = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((host, Ok(()))) => log(&format!(
-                "host {}: sshd answers on {}:22 after {:.1}s",
-                host.name,
-                host.address,
-                started.elapsed().as_secs_f64()
-            )),
-            Ok((host, Err(last))) => {
-                let state = podman(&[
-                    "inspect",
-                    "--format",
-                    "{{.State.Status}} (exit code {{.State.ExitCode}})",
-                    &host.container,
-                ])
-                .await
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|e| e.to_string());
-                details.push(format!(
-                    "host {} ({}): {last}; container {state}",
-                    host.name, host.address
-                ));
-            }
-            Err(e) => details.push(format!("ssh wait task failed: {e}")),
-        }
-    }
-    if details.is_empty() {
-        Ok(())
-    } else {
-        Err(PodmanError::SshNotReady {
-            timeout: SSH_READY_TIMEOUT,
-            details,
+    let endpoints: Vec<super::SshEndpoint> = hosts
+        .iter()
+        .map(|h| super::SshEndpoint {
+            host: h.name.clone(),
+            address: (h.address, 22).into(),
         })
-    }
-}
-
-async fn poll_ssh_banner(address: Ipv4Addr, deadline: Instant) -> Result<(), String> {
-    let mut last = String::from("no attempt made");
-    while Instant::now() < deadline {
-        match ssh_banner(address).await {
-            Ok(banner) if banner.starts_with("SSH-2.0") => return Ok(()),
-            Ok(banner) => last = format!("unexpected banner {banner:?}"),
-            Err(e) => last = e,
-        }
-        tokio::time::sleep(SSH_POLL_INTERVAL).await;
-    }
-    Err(last)
-}
-
-async fn ssh_banner(address: Ipv4Addr) -> Result<String, String> {
-    let attempt = async {
-        let mut stream = TcpStream::connect((address, 22))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let mut buf = [0u8; 64];
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read banner: {e}"))?;
-        Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_string())
+        .collect();
+    let Err(failed) = super::wait_for_ssh(&endpoints, SSH_READY_TIMEOUT, log).await else {
+        return Ok(());
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
+    let mut details = Vec::new();
+    for (f, host) in failed
+        .iter()
+        .filter_map(|f| Some((f, hosts.iter().find(|h| h.name == f.host)?)))
+    {
+        let state = podman(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} (exit code {{.State.ExitCode}})",
+            &host.container,
+        ])
         .await
-        .map_err(|_| "no banner within 2s".to_string())?
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| e.to_string());
+        details.push(format!("{f}; container {} {state}", host.container));
+    }
+    Err(PodmanError::SshNotReady {
+        timeout: SSH_READY_TIMEOUT,
+        details,
+    })
 }
 
 /// Removes everything labelled with `instance`: containers (with their anonymous

@@ -21,7 +21,9 @@ use crate::scenario::{Group, VagrantProvider};
 const LOCAL_BOX_DIR_PREFIX: &str = "kubeforge-VAGRANTSLASH-bookworm-";
 /// A whole `vagrant up` under software emulation on a busy machine stays well below this.
 const UP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-const PORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// `vagrant up` returns once Vagrant itself logged in, so sshd answers at once; this only
+/// bounds a VM that went away right after.
+const SSH_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const INSTALL_HINT: &str = "run `cargo xtask vagrant-box` (as root) to install vagrant, \
                             vagrant-libvirt, libvirt and QEMU and build the box";
 
@@ -63,8 +65,13 @@ pub struct SshConfigEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedVm {
     pub name: String,
+    /// Address on the private network: the cluster's address for the host.
     pub ip: Ipv4Addr,
-    pub ssh: SshConfigEntry,
+    /// SSH endpoint from `vagrant ssh-config`: the management network's address (libvirt)
+    /// or 127.0.0.1 with a forwarded port (VirtualBox).
+    pub ssh_address: IpAddr,
+    pub ssh_port: u16,
+    pub user: String,
 }
 
 /// What [`destroy`] removed besides what `vagrant destroy` did itself.
@@ -113,11 +120,12 @@ pub enum VagrantError {
     },
     #[error("host {host}: `vagrant ssh-config` reports nothing for it")]
     NoSshConfig { host: String },
-    #[error("host {host}: SSH port {address}:22 on the private network not open after {}s", timeout.as_secs())]
-    PrivateNetwork {
-        host: String,
-        address: Ipv4Addr,
+    #[error("host {host}: `vagrant ssh-config` reports HostName {hostname:?}, not an IP address")]
+    SshHostName { host: String, hostname: String },
+    #[error("VMs not answering SSH after {}s: {}", timeout.as_secs(), details.join("; "))]
+    SshNotReady {
         timeout: Duration,
+        details: Vec<String>,
     },
 }
 
@@ -165,6 +173,15 @@ fn dotfile_dir(plan: &VagrantPlan) -> PathBuf {
 
 fn log_file(plan: &VagrantPlan) -> PathBuf {
     plan.work_dir.join("vagrant.log")
+}
+
+fn console_dir(plan: &VagrantPlan) -> PathBuf {
+    plan.work_dir.join("console")
+}
+
+/// The Vagrantfile writes a libvirt VM's serial console here.
+fn console_log(plan: &VagrantPlan, host: &str) -> PathBuf {
+    console_dir(plan).join(format!("{host}.log"))
 }
 
 fn domain_name(instance: &str, host: &str) -> String {
@@ -215,7 +232,7 @@ fn vagrant_env(
         ),
         (
             "KUBEFORGE_CONSOLE_DIR",
-            plan.work_dir.join("console").display().to_string(),
+            console_dir(plan).display().to_string(),
         ),
     ];
     if let Some(b) = box_name {
@@ -317,6 +334,38 @@ pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshConfigEntry> {
         out.insert(e.host.clone(), e);
     }
     out
+}
+
+/// Each planned host with its SSH endpoint from `vagrant ssh-config` output.
+pub fn vms_from_ssh_config(
+    hosts: &[VagrantHostSpec],
+    ssh_config: &str,
+) -> Result<Vec<CreatedVm>, VagrantError> {
+    let entries = parse_ssh_config(ssh_config);
+    hosts
+        .iter()
+        .map(|h| {
+            let entry = entries
+                .get(&h.name)
+                .ok_or_else(|| VagrantError::NoSshConfig {
+                    host: h.name.clone(),
+                })?;
+            let ssh_address = entry
+                .hostname
+                .parse()
+                .map_err(|_| VagrantError::SshHostName {
+                    host: h.name.clone(),
+                    hostname: entry.hostname.clone(),
+                })?;
+            Ok(CreatedVm {
+                name: h.name.clone(),
+                ip: h.ip,
+                ssh_address,
+                ssh_port: entry.port,
+                user: entry.user.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The newest box `cargo xtask vagrant-box` added, from Vagrant's box directory.
@@ -509,23 +558,29 @@ async fn vagrant(
     })
 }
 
-/// Waits until `address:22` accepts a TCP connection.
-async fn wait_for_port(host: &str, address: Ipv4Addr) -> Result<(), VagrantError> {
-    let deadline = Instant::now() + PORT_TIMEOUT;
-    loop {
-        let connect = tokio::net::TcpStream::connect((IpAddr::V4(address), 22));
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), connect).await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(VagrantError::PrivateNetwork {
-                host: host.to_string(),
-                address,
-                timeout: PORT_TIMEOUT,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// Waits for every VM's sshd at its ssh-config endpoint; a VM that never answers is
+/// reported with its serial console log.
+async fn wait_for_ssh(
+    plan: &VagrantPlan,
+    vms: &[CreatedVm],
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<(), VagrantError> {
+    let endpoints: Vec<super::SshEndpoint> = vms
+        .iter()
+        .map(|vm| super::SshEndpoint {
+            host: vm.name.clone(),
+            address: (vm.ssh_address, vm.ssh_port).into(),
+        })
+        .collect();
+    super::wait_for_ssh(&endpoints, SSH_READY_TIMEOUT, log)
+        .await
+        .map_err(|failed| VagrantError::SshNotReady {
+            timeout: SSH_READY_TIMEOUT,
+            details: failed
+                .iter()
+                .map(|f| format!("{f}; console {}", console_log(plan, &f.host).display()))
+                .collect(),
+        })
 }
 
 /// `vagrant up` of every host, then `vagrant ssh-config`; `authorized_keys` is the
@@ -546,7 +601,7 @@ pub async fn create(
         }
         (None, VagrantProvider::Virtualbox) => None,
     };
-    for dir in [plan.work_dir.clone(), plan.work_dir.join("console")] {
+    for dir in [plan.work_dir.clone(), console_dir(plan)] {
         tokio::fs::create_dir_all(&dir).await.map_err(io_err(
             &plan.instance,
             "create directory",
@@ -576,28 +631,14 @@ pub async fn create(
             target: plan.instance.clone(),
             source,
         })?;
-    let entries = parse_ssh_config(&text);
-    let mut created = Vec::new();
-    for h in &plan.hosts {
-        let ssh = entries
-            .get(&h.name)
-            .cloned()
-            .ok_or_else(|| VagrantError::NoSshConfig {
-                host: h.name.clone(),
-            })?;
-        log(&format!(
-            "{}: ssh-config {}@{}:{}, private address {}",
-            h.name, ssh.user, ssh.hostname, ssh.port, h.ip
-        ));
-        created.push(CreatedVm {
-            name: h.name.clone(),
-            ip: h.ip,
-            ssh,
-        });
-    }
+    let created = vms_from_ssh_config(&plan.hosts, &text)?;
     for vm in &created {
-        wait_for_port(&vm.name, vm.ip).await?;
+        log(&format!(
+            "{}: ssh {}@{}:{}, private address {}",
+            vm.name, vm.user, vm.ssh_address, vm.ssh_port, vm.ip
+        ));
     }
+    wait_for_ssh(plan, &created, log).await?;
     Ok(created)
 }
 
