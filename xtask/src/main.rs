@@ -69,15 +69,16 @@ fn main() -> Result<()> {
             ) {
                 vagrant_box(&root, false)?;
             }
-            cargo(&root, &["build", "--quiet", "--package", "kubeforge"])?;
-            let bin = root.join("target/debug/kubeforge");
-            let status = Command::new(&bin)
-                .arg("test")
+            // `cargo run` finds the binary wherever the target directory is
+            // (CARGO_TARGET_DIR, build.target-dir) and passes its exit code on.
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["run", "--quiet", "--package", "kubeforge", "--", "test"])
                 .arg(&name)
                 .args(&args)
                 .current_dir(&root)
                 .status()
-                .with_context(|| format!("running {}", bin.display()))?;
+                .context("running kubeforge through cargo run")?;
             std::process::exit(status.code().unwrap_or(130));
         }
         Task::VagrantBox { force } => vagrant_box(&root, force)?,
