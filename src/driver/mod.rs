@@ -344,13 +344,15 @@ pub async fn destroy(
             let plan = vagrant_plan(scenario, instance)?;
             let r = vagrant::destroy(&plan, log).await?;
             Ok(format!(
-                "vagrant destroy {}; removed {} leftover VMs, {} volumes, {} libvirt networks",
+                "vagrant destroy {}; removed {} leftover VMs, {} storage pools ({} volumes), \
+                 {} libvirt networks",
                 if r.vagrant_ran {
                     "ran"
                 } else {
                     "skipped (no Vagrant state)"
                 },
                 r.domains.len(),
+                r.pools.len(),
                 r.volumes.len(),
                 r.networks.len()
             ))

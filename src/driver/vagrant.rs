@@ -79,7 +79,9 @@ pub struct CreatedVm {
 pub struct DestroyReport {
     pub vagrant_ran: bool,
     pub domains: Vec<String>,
+    /// Volumes left in the run's storage pool (the box volume at least).
     pub volumes: Vec<String>,
+    pub pools: Vec<String>,
     pub networks: Vec<String>,
 }
 
@@ -188,6 +190,14 @@ fn domain_name(instance: &str, host: &str) -> String {
     format!("{instance}-{host}")
 }
 
+fn pool_name(instance: &str) -> String {
+    format!("{instance}-pool")
+}
+
+fn pool_dir(plan: &VagrantPlan) -> PathBuf {
+    plan.work_dir.join("pool")
+}
+
 fn network_names(instance: &str) -> [String; 2] {
     [format!("{instance}-mgmt"), format!("{instance}-net")]
 }
@@ -226,6 +236,7 @@ fn vagrant_env(
         ("KUBEFORGE_HOSTS", hosts_json(&plan.hosts)),
         ("KUBEFORGE_NETWORK", plan.instance.clone()),
         ("KUBEFORGE_MGMT_NETWORK", plan.management_network.clone()),
+        ("KUBEFORGE_STORAGE_POOL", pool_name(&plan.instance)),
         (
             "KUBEFORGE_LIBVIRT_DRIVER",
             if plan.emulate_cpu { "qemu" } else { "kvm" }.into(),
@@ -608,6 +619,9 @@ pub async fn create(
             &dir,
         ))?;
     }
+    if plan.provider == VagrantProvider::Libvirt {
+        ensure_pool(plan, log).await?;
+    }
     let env = vagrant_env(plan, box_name.as_deref(), Some(authorized_keys));
     log(&format!(
         "vagrant up: {} VMs ({}, box {}), log {}",
@@ -642,7 +656,7 @@ pub async fn create(
     Ok(created)
 }
 
-/// Names of libvirt objects of one kind (`list`, `net-list`, `vol-list`).
+/// Names of libvirt objects of one kind (`list`, `net-list`, `pool-list` with `--name`).
 async fn virsh_names(args: &[&str]) -> Vec<String> {
     run_checked_env("virsh", args, &[])
         .await
@@ -656,8 +670,60 @@ async fn virsh_names(args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `vagrant destroy -f`, then whatever of the instance libvirt still holds (VMs, their
-/// volumes, the two networks), then Vagrant's state. Nothing there is not an error.
+/// Volume names from `virsh vol-list --pool P`, a table (virsh 9 has no `--name` there).
+fn volume_names(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("---"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+async fn virsh(action: &'static str, target: &str, args: &[&str]) -> Result<(), VagrantError> {
+    run_checked_env("virsh", args, &[])
+        .await
+        .map(|_| ())
+        .map_err(|source| VagrantError::Command {
+            action,
+            target: target.to_string(),
+            source,
+        })
+}
+
+/// The run's own storage pool, a directory in the scenario's state: the box volume and the
+/// VMs' disks go there, and [`destroy`] removes it whole, so no volume outlives the run.
+async fn ensure_pool(plan: &VagrantPlan, log: &(dyn Fn(&str) + Sync)) -> Result<(), VagrantError> {
+    let name = pool_name(&plan.instance);
+    let dir = pool_dir(plan);
+    tokio::fs::create_dir_all(&dir).await.map_err(io_err(
+        &plan.instance,
+        "create directory",
+        &dir,
+    ))?;
+    if !virsh_names(&["pool-list", "--all", "--name"])
+        .await
+        .contains(&name)
+    {
+        let target = dir.display().to_string();
+        virsh(
+            "define storage pool",
+            &name,
+            &["pool-define-as", &name, "dir", "--target", &target],
+        )
+        .await?;
+        log(&format!("libvirt storage pool {name} in {target}"));
+    }
+    if !virsh_names(&["pool-list", "--name"]).await.contains(&name) {
+        virsh("start storage pool", &name, &["pool-start", &name]).await?;
+    }
+    Ok(())
+}
+
+/// `vagrant destroy -f`, then whatever of the instance libvirt still holds (VMs, the
+/// storage pool with the box volume and any disk, the two networks), then Vagrant's state.
+/// Nothing there is not an error, so this also cleans up after a failed create.
 pub async fn destroy(
     plan: &VagrantPlan,
     log: &(dyn Fn(&str) + Sync),
@@ -669,17 +735,6 @@ pub async fn destroy(
         report.vagrant_ran = true;
     }
     if plan.provider == VagrantProvider::Libvirt && tool_works("virsh", &["version"]).await {
-        let virsh = |action: &'static str, target: String, args: Vec<String>| async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_checked_env("virsh", &args, &[])
-                .await
-                .map(|_| ())
-                .map_err(|source| VagrantError::Command {
-                    action,
-                    target,
-                    source,
-                })
-        };
         let domains = virsh_names(&["list", "--all", "--name"]).await;
         for h in &plan.hosts {
             let name = domain_name(&plan.instance, &h.name);
@@ -688,45 +743,33 @@ pub async fn destroy(
                 let _ = run_checked_env("virsh", &["destroy", &name], &[]).await;
                 virsh(
                     "undefine VM",
-                    name.clone(),
-                    vec![
-                        "undefine".into(),
-                        name.clone(),
-                        "--remove-all-storage".into(),
-                    ],
+                    &name,
+                    &["undefine", &name, "--remove-all-storage"],
                 )
                 .await?;
                 report.domains.push(name);
             }
         }
-        let volumes = virsh_names(&["vol-list", "default", "--name"]).await;
-        for h in &plan.hosts {
-            let name = format!("{}.img", domain_name(&plan.instance, &h.name));
-            if volumes.contains(&name) {
-                virsh(
-                    "delete volume",
-                    name.clone(),
-                    vec![
-                        "vol-delete".into(),
-                        name.clone(),
-                        "--pool".into(),
-                        "default".into(),
-                    ],
-                )
-                .await?;
-                report.volumes.push(name);
-            }
+        let pool = pool_name(&plan.instance);
+        if virsh_names(&["pool-list", "--all", "--name"])
+            .await
+            .contains(&pool)
+        {
+            // The volumes go with the pool's directory below; libvirt only forgets the pool.
+            report.volumes = run_checked_env("virsh", &["vol-list", "--pool", &pool], &[])
+                .await
+                .map(|table| volume_names(&table))
+                .unwrap_or_default();
+            // Stopping an inactive pool fails harmlessly.
+            let _ = run_checked_env("virsh", &["pool-destroy", &pool], &[]).await;
+            virsh("undefine storage pool", &pool, &["pool-undefine", &pool]).await?;
+            report.pools.push(pool);
         }
         let networks = virsh_names(&["net-list", "--all", "--name"]).await;
         for name in network_names(&plan.instance) {
             if networks.contains(&name) {
                 let _ = run_checked_env("virsh", &["net-destroy", &name], &[]).await;
-                virsh(
-                    "undefine network",
-                    name.clone(),
-                    vec!["net-undefine".into(), name.clone()],
-                )
-                .await?;
+                virsh("undefine network", &name, &["net-undefine", &name]).await?;
                 report.networks.push(name);
             }
         }
@@ -830,6 +873,7 @@ mod tests {
         .collect();
         assert_eq!(env["VAGRANT_DOTFILE_PATH"], "/state/vagrant/dot");
         assert_eq!(env["KUBEFORGE_NETWORK"], "kf-vagrant-etcd-3fa9c1");
+        assert_eq!(env["KUBEFORGE_STORAGE_POOL"], "kf-vagrant-etcd-3fa9c1-pool");
         assert_eq!(env["KUBEFORGE_LIBVIRT_DRIVER"], "qemu");
         assert_eq!(env["KUBEFORGE_BOX"], "kubeforge/bookworm-abc");
         assert_eq!(env["KUBEFORGE_SSH_PUBKEY"], "/k.pub");
@@ -846,6 +890,19 @@ mod tests {
             vagrant_env(&p, None, None).into_iter().collect();
         assert!(!destroy_env.contains_key("KUBEFORGE_SSH_PUBKEY"));
         assert!(!destroy_env.contains_key("KUBEFORGE_BOX"));
+    }
+
+    #[test]
+    fn volume_names_from_the_vol_list_table() {
+        let table = " Name                                   Path\n\
+                     -------------------------------------------------------------\n \
+                     kf-a-1-etcd-01.img                     /s/pool/kf-a-1-etcd-01.img\n \
+                     box_vagrant_box_image_0_17_box.img     /s/pool/box_vagrant_box_image_0_17_box.img\n\n";
+        assert_eq!(
+            volume_names(table),
+            ["kf-a-1-etcd-01.img", "box_vagrant_box_image_0_17_box.img"]
+        );
+        assert!(volume_names(" Name   Path\n--------------\n\n").is_empty());
     }
 
     #[test]
