@@ -2,9 +2,11 @@
 //!
 //! kubeforge runs the same Vagrantfile a user runs by hand and hands it the scenario's hosts
 //! in `KUBEFORGE_*` variables, so there is one description of the VMs. Vagrant's own state
-//! lives in the scenario's state directory (`VAGRANT_DOTFILE_PATH`), and every VM, volume
-//! and libvirt network is named after the instance, so two scenarios never collide and
-//! [`destroy`] finds what a failed `vagrant up` left behind.
+//! lives in the scenario's state directory (`VAGRANT_DOTFILE_PATH`), and every VM, libvirt
+//! network and the run's own storage pool (box volume and disks, a directory in that state)
+//! are named after the instance, so two scenarios never collide and [`destroy`] finds what a
+//! failed `vagrant up` left behind. The cluster uses the private network's addresses; SSH
+//! goes where `vagrant ssh-config` says.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
