@@ -122,6 +122,16 @@ pub enum VagrantError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "storage pool {pool} ({}) still holds disks or the base image of VM(s) {}, which are \
+         not this run's: destroy those first, then destroy this scenario again",
+        dir.display(), users.join(", ")
+    )]
+    PoolInUse {
+        pool: String,
+        dir: PathBuf,
+        users: Vec<String>,
+    },
     #[error("host {host}: `vagrant ssh-config` reports nothing for it")]
     NoSshConfig { host: String },
     #[error("host {host}: `vagrant ssh-config` reports HostName {hostname:?}, not an IP address")]
@@ -723,6 +733,31 @@ async fn ensure_pool(plan: &VagrantPlan, log: &(dyn Fn(&str) + Sync)) -> Result<
     Ok(())
 }
 
+/// Whether a domain's XML names a file in `dir`: its disks, or (running VMs) their backing
+/// chain.
+fn uses_dir(domain_xml: &str, dir: &Path) -> bool {
+    domain_xml.contains(&format!("'{}/", dir.display()))
+}
+
+/// VMs of other runs whose disks live on files of this run's pool: vagrant-libvirt finds a
+/// box volume by name in any pool, so a run started while this one was up may have based
+/// its disks on this pool's copy of the box.
+async fn foreign_pool_users(plan: &VagrantPlan) -> Vec<String> {
+    let dir = pool_dir(plan);
+    let mut users = Vec::new();
+    for domain in virsh_names(&["list", "--all", "--name"]).await {
+        if domain.starts_with(&format!("{}-", plan.instance)) {
+            continue;
+        }
+        if let Ok(xml) = run_checked_env("virsh", &["dumpxml", &domain], &[]).await
+            && uses_dir(&xml, &dir)
+        {
+            users.push(domain);
+        }
+    }
+    users
+}
+
 /// `vagrant destroy -f`, then whatever of the instance libvirt still holds (VMs, the
 /// storage pool with the box volume and any disk, the two networks), then Vagrant's state.
 /// Nothing there is not an error, so this also cleans up after a failed create.
@@ -757,6 +792,14 @@ pub async fn destroy(
             .await
             .contains(&pool)
         {
+            let users = foreign_pool_users(plan).await;
+            if !users.is_empty() {
+                return Err(VagrantError::PoolInUse {
+                    pool,
+                    dir: pool_dir(plan),
+                    users,
+                });
+            }
             // The volumes go with the pool's directory below; libvirt only forgets the pool.
             report.volumes = run_checked_env("virsh", &["vol-list", "--pool", &pool], &[])
                 .await
@@ -905,6 +948,19 @@ mod tests {
             ["kf-a-1-etcd-01.img", "box_vagrant_box_image_0_17_box.img"]
         );
         assert!(volume_names(" Name   Path\n--------------\n\n").is_empty());
+    }
+
+    #[test]
+    fn pool_users_are_found_by_disk_and_backing_paths() {
+        let dir = Path::new("/s/vagrant-etcd/vagrant/pool");
+        let backed = "<disk type='file' device='disk'>\n\
+                      <source file='/s/other/vagrant/pool/kf-b-1-etcd-01.img'/>\n\
+                      <backingStore type='file'>\n<format type='qcow2'/>\n\
+                      <source file='/s/vagrant-etcd/vagrant/pool/box_vagrant_box_image_0_1_box.img'/>";
+        assert!(uses_dir(backed, dir));
+        let elsewhere = "<source file='/s/vagrant-etcd/vagrant/pool2/x.img'/>\n\
+                         <source file='/var/lib/libvirt/images/box.img'/>";
+        assert!(!uses_dir(elsewhere, dir));
     }
 
     #[test]
