@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::kubernetes::{SSL_DIR, kubeconfig, minor_version, ssl};
-use super::network::{NodeNet, cni_plugin};
+use super::network::{NodeNet, cni_config, cni_plugin};
 use super::runtime::{self, BIN_DIR};
 use super::{InstallContext, NotExercised, RoleError, ca_file, cert_files, directory, etcd};
 use crate::engine::{Resource, Task};
@@ -171,11 +171,7 @@ pub fn node_tasks(ctx: &InstallContext, node: &NodeNet) -> Result<Vec<Task>, Rol
         Task {
             name: "CNI flannel delegating to Calico".into(),
             role: "network",
-            resources: vec![
-                directory("/etc/cni", 0o755),
-                directory("/etc/cni/net.d", 0o755),
-                ctx.template(CNI_CONF, "flannel-calico/10-calico.conf", &t, 0o644)?,
-            ],
+            resources: cni_config(ctx, CNI_CONF, "flannel-calico/10-calico.conf", &t)?,
         },
         Task {
             name: "Calico".into(),

@@ -99,11 +99,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
             Task {
                 name: "CNI bridge network".into(),
                 role: "network",
-                resources: vec![
-                    directory("/etc/cni", 0o755),
-                    directory("/etc/cni/net.d", 0o755),
-                    ctx.template(CONFLIST_PATH, "cni/10-kubeforge.conflist", &t, 0o644)?,
-                ],
+                resources: cni_config(ctx, CONFLIST_PATH, "cni/10-kubeforge.conflist", &t)?,
             },
             Task {
                 name: "routes to other nodes' pods".into(),
@@ -126,6 +122,20 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         hosts.push((node.name.clone(), tasks));
     }
     Ok(vec![phase("pod network", hosts)])
+}
+
+/// The node's one CNI network configuration, in the directory containerd reads.
+pub(super) fn cni_config(
+    ctx: &InstallContext,
+    path: &str,
+    template: &str,
+    context: &impl Serialize,
+) -> Result<Vec<Resource>, RoleError> {
+    Ok(vec![
+        directory("/etc/cni", 0o755),
+        directory("/etc/cni/net.d", 0o755),
+        ctx.template(path, template, context, 0o644)?,
+    ])
 }
 
 pub(super) fn cni_plugin(ctx: &InstallContext, name: &str) -> Result<Resource, RoleError> {
