@@ -122,50 +122,14 @@ pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::{Artifact, Bundle};
     use crate::engine::Resource;
-    use crate::inventory::Inventory;
-    use crate::pki::Pki;
-    use crate::scenario::Scenario;
-    use crate::templates::Templates;
+    use crate::roles::test_support::{bundle, with_context};
 
-    fn bundle(extra_images: &[&str]) -> Bundle {
-        let names = ["pause", "image:kubeforge.local/pause:3.4"];
-        Bundle {
-            dir: "/nonexistent".into(),
-            kubernetes_version: "v1.20.2".into(),
-            artifacts: names
-                .iter()
-                .map(|n| n.to_string())
-                .chain(extra_images.iter().map(|i| format!("image:{i}")))
-                .map(|name| Artifact {
-                    path: name.replace([':', '/'], "_"),
-                    name,
-                    version: "test".into(),
-                    sha256: "0".repeat(64),
-                    size: 0,
-                    source: "test".into(),
-                    ..Default::default()
-                })
-                .collect(),
-        }
-    }
-
-    fn run(bundle: &Bundle) -> AddonsPlan {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let scenario = Scenario::load_named(root, "default").unwrap();
-        let inventory = Inventory::planned(&scenario);
-        let pki_dir = tempfile::tempdir().unwrap();
-        let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
-        let templates = Templates::load(&super::super::templates_dir(root)).unwrap();
-        let ctx = InstallContext {
-            scenario: &scenario,
-            inventory: &inventory,
-            pki: &pki,
-            bundle,
-            templates: &templates,
-        };
-        plan(&ctx).unwrap()
+    fn run(extra_images: &[&str]) -> AddonsPlan {
+        let names: Vec<String> = extra_images.iter().map(|i| format!("image:{i}")).collect();
+        with_context("scenarios/default/scenario.yml", &bundle(&names), |ctx| {
+            plan(ctx).unwrap()
+        })
     }
 
     fn objects(p: &AddonsPlan) -> Vec<String> {
@@ -181,7 +145,7 @@ mod tests {
 
     #[test]
     fn without_images_addons_are_rendered_and_reported_skipped() {
-        let p = run(&bundle(&[]));
+        let p = run(&[]);
         assert!(objects(&p).is_empty());
         let what: Vec<&str> = p.not_exercised.iter().map(|n| n.what.as_str()).collect();
         assert_eq!(what, ["add-on dns", "add-on dashboard"]);
@@ -209,7 +173,7 @@ mod tests {
 
     #[test]
     fn an_addon_whose_images_are_bundled_is_applied_and_imported_on_workers() {
-        let p = run(&bundle(&["k8s.gcr.io/coredns:1.7.0"]));
+        let p = run(&["k8s.gcr.io/coredns:1.7.0"]);
         let objs = objects(&p);
         assert!(
             objs.contains(&"object Service kube-system/kube-dns".to_string()),

@@ -61,10 +61,29 @@ pub fn not_exercised() -> NotExercised {
     }
 }
 
+/// Fails with one message naming every binary and image of this network the bundle lacks
+/// (`cargo xtask artifacts` cannot build them offline; a scenario's `artifacts` can bring them).
+fn require_artifacts(ctx: &InstallContext, images: &CalicoImages) -> Result<(), RoleError> {
+    let missing: Vec<String> = std::iter::once("flanneld".to_string())
+        .chain(PLUGINS.iter().map(|p| p.to_string()))
+        .chain([images.node, images.kube_controllers].map(|i| format!("image:{i}")))
+        .filter(|name| ctx.bundle.get(name).is_err())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RoleError::Settings(format!(
+        "cluster.network flannel-calico needs {} in the artifacts bundle ({}); they cannot be built offline: give the scenario an `artifacts` download_url and pins that carry them, or use network: bridge",
+        missing.join(", "),
+        ctx.bundle.dir.display()
+    )))
+}
+
 /// The tasks of one node.
 pub fn node_tasks(ctx: &InstallContext, node: &NodeNet) -> Result<Vec<Task>, RoleError> {
     let cluster = &ctx.scenario.cluster;
     let images = images(minor_version(&cluster.kubernetes_version)?);
+    require_artifacts(ctx, &images)?;
     let t = json!({
         "node": node,
         "cluster": cluster,
@@ -179,4 +198,27 @@ pub fn node_tasks(ctx: &InstallContext, node: &NodeNet) -> Result<Vec<Task>, Rol
             resources: calico,
         },
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::roles::test_support::{bundle, with_context};
+    use crate::roles::{RoleError, plan};
+
+    #[test]
+    fn a_bundle_without_flannel_and_calico_is_refused_naming_what_is_missing() {
+        let have: Vec<String> = ["flanneld", "flannel", "image:docker.io/calico/node:v3.17.1"]
+            .map(String::from)
+            .to_vec();
+        let err = with_context("fixtures/flannel-calico.yml", &bundle(&have), |ctx| {
+            plan(ctx, &["network".to_string()]).unwrap_err()
+        });
+        let RoleError::Settings(message) = err else {
+            panic!("unexpected error: {err}")
+        };
+        assert!(
+            message.starts_with("cluster.network flannel-calico needs calico, loopback, image:docker.io/calico/kube-controllers:v3.17.1 in the artifacts bundle"),
+            "{message}"
+        );
+    }
 }

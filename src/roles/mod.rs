@@ -237,3 +237,51 @@ pub fn rendered_files(phases: &[Phase]) -> Vec<(String, &str, &str, &[u8])> {
 pub fn templates_dir(project_root: &Path) -> std::path::PathBuf {
     project_root.join("templates")
 }
+
+/// A rendering context over a scenario file and a bundle of named (never read) artifacts.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::InstallContext;
+    use crate::artifacts::{Artifact, Bundle};
+    use crate::inventory::Inventory;
+    use crate::pki::Pki;
+    use crate::scenario::Scenario;
+    use crate::templates::Templates;
+
+    /// The sandbox image (every node's runtime needs it) and `names`.
+    pub fn bundle(names: &[String]) -> Bundle {
+        Bundle {
+            dir: "/nonexistent".into(),
+            kubernetes_version: "v1.20.2".into(),
+            artifacts: ["pause", "image:kubeforge.local/pause:3.4"]
+                .iter()
+                .map(|n| n.to_string())
+                .chain(names.iter().cloned())
+                .map(|name| Artifact {
+                    path: name.replace([':', '/'], "_"),
+                    name,
+                    sha256: "0".repeat(64),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs `f` with the scenario at `path` (relative to the project), its planned
+    /// inventory, a fresh PKI and the project's templates.
+    pub fn with_context<R>(path: &str, bundle: &Bundle, f: impl FnOnce(&InstallContext) -> R) -> R {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let scenario = Scenario::load("test", &root.join(path)).unwrap();
+        let inventory = Inventory::planned(&scenario);
+        let pki_dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
+        let templates = Templates::load(&super::templates_dir(root)).unwrap();
+        f(&InstallContext {
+            scenario: &scenario,
+            inventory: &inventory,
+            pki: &pki,
+            bundle,
+            templates: &templates,
+        })
+    }
+}
