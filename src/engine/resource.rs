@@ -175,9 +175,10 @@ impl Resource {
             Resource::KeyValue { read, .. } => format!(
                 "if kf_v=$( ( {read} ) 2>/dev/null </dev/null); then echo \"KF {id} value $(printf %s \"$kf_v\" | base64 -w0)\"; else echo \"KF {id} value-absent\"; fi\n"
             ),
-            // `kubectl get -f -` finds the object by its own apiVersion, kind and name.
+            // `kubectl get -f -` finds the object by its own apiVersion, kind and name; an
+            // unreachable API (check mode before the cluster exists) reads as absent, quickly.
             Resource::ApiObject { kubectl, object } => format!(
-                "if kf_v=$(base64 -d <<'KF_EOF' | {kubectl} get -f - -o json 2>/dev/null\n{}KF_EOF\n); then echo \"KF {id} live $(printf %s \"$kf_v\" | base64 -w0)\"; fi\n",
+                "if kf_v=$(base64 -d <<'KF_EOF' | {kubectl} get --request-timeout=10s -f - -o json 2>/dev/null\n{}KF_EOF\n); then echo \"KF {id} live $(printf %s \"$kf_v\" | base64 -w0)\"; fi\n",
                 base64_lines(object.manifest().as_bytes())
             ),
         }
