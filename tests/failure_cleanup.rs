@@ -1,7 +1,7 @@
-//! A step that fails for real still leaves nothing behind: a one-host etcd scenario whose
-//! settings etcd refuses (election timeout below 5x the heartbeat) fails in converge, the
-//! failure names the host and the task, and `test` destroys every container, volume and
-//! network it created.
+//! A run that fails or is interrupted still leaves nothing behind. A one-host etcd scenario
+//! whose settings etcd refuses (election timeout below 5x the heartbeat) fails in converge,
+//! the failure names the host and the task, and `test` destroys every container, volume and
+//! network it created; a run interrupted (SIGINT, as Ctrl-C) during converge does the same.
 
 use std::process::Command;
 
@@ -30,25 +30,52 @@ fn podman_names(what: &[&str], instance: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn failing_converge_is_reported_and_cleaned_up() {
+/// A project with one scenario (the repository's templates), and its state directory.
+fn project_with(name: &str, scenario: &str) -> tempfile::TempDir {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let project = tempfile::tempdir().unwrap();
-    let dir = project.path().join("scenarios/etcd-broken");
+    let dir = project.path().join("scenarios").join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("scenario.yml"), SCENARIO).unwrap();
+    std::fs::write(dir.join("scenario.yml"), scenario).unwrap();
     std::os::unix::fs::symlink(root.join("templates"), project.path().join("templates")).unwrap();
-    let junit = project.path().join("junit.xml");
+    project
+}
 
-    let out = Command::new(env!("CARGO_BIN_EXE_kubeforge"))
-        .arg("--project")
-        .arg(project.path())
-        .arg("--junit")
-        .arg(&junit)
-        .args(["test", "etcd-broken"])
-        .env("KUBEFORGE_STATE_DIR", project.path().join("state"))
-        .output()
-        .expect("run kubeforge");
+fn kubeforge(project: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeforge"));
+    cmd.arg("--project")
+        .arg(project)
+        .args(args)
+        .env("KUBEFORGE_STATE_DIR", project.join("state"));
+    cmd
+}
+
+/// The driver prints the instance name as the prefix of every container and its network.
+fn instance_in(output: &str, scenario: &str) -> String {
+    output
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("kf-{scenario}-")))
+        .map(|w| w.trim_end_matches(':').trim_end_matches("-net").to_string())
+        .unwrap_or_else(|| panic!("no instance name in output:\n{output}"))
+}
+
+fn assert_nothing_left(project: &std::path::Path, scenario: &str, instance: &str) {
+    assert_eq!(podman_names(&["ps", "-a"], instance), "");
+    assert_eq!(podman_names(&["volume", "ls"], instance), "");
+    assert_eq!(podman_names(&["network", "ls"], instance), "");
+    assert!(!project.join("state").join(scenario).exists());
+}
+
+#[test]
+fn failing_converge_is_reported_and_cleaned_up() {
+    let project = project_with("etcd-broken", SCENARIO);
+    let junit = project.path().join("junit.xml");
+    let out = kubeforge(
+        project.path(),
+        &["--junit", junit.to_str().unwrap(), "test", "etcd-broken"],
+    )
+    .output()
+    .expect("run kubeforge");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -61,15 +88,46 @@ fn failing_converge_is_reported_and_cleaned_up() {
         "{xml}"
     );
     assert!(xml.contains("name=\"destroy\""), "{xml}");
+    assert_nothing_left(
+        project.path(),
+        "etcd-broken",
+        &instance_in(&stderr, "etcd-broken"),
+    );
+}
 
-    // The instance name is printed by the driver as the prefix of every container.
-    let instance = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("kf-etcd-broken-"))
-        .map(|w| w.trim_end_matches(':').trim_end_matches("-net").to_string())
-        .unwrap_or_else(|| panic!("no instance name in output:\n{stderr}"));
-    assert_eq!(podman_names(&["ps", "-a"], &instance), "");
-    assert_eq!(podman_names(&["volume", "ls"], &instance), "");
-    assert_eq!(podman_names(&["network", "ls"], &instance), "");
-    assert!(!project.path().join("state/etcd-broken").exists());
+#[test]
+fn interrupted_converge_is_cleaned_up() {
+    use std::io::BufRead;
+    let scenario = SCENARIO.replace("heartbeat_interval_ms: 500", "heartbeat_interval_ms: 100");
+    let project = project_with("etcd-interrupted", &scenario);
+    let mut child = kubeforge(project.path(), &["test", "etcd-interrupted"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubeforge");
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("etcd-interrupted converge ...") {
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "not stopped by the interrupt:\n{seen}"
+    );
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert!(seen.contains("etcd-interrupted destroy: passed"), "{seen}");
+    assert_nothing_left(
+        project.path(),
+        "etcd-interrupted",
+        &instance_in(&seen, "etcd-interrupted"),
+    );
 }
