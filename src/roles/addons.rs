@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::kubernetes::{API_MANIFESTS_DIR, api_object, minor_version};
-use super::network::nodes;
+use super::network::{first_master, nodes};
 use super::{InstallContext, NotExercised, RoleError, directory, manifest_objects, phase, runtime};
 use crate::engine::{Phase, Task};
 
@@ -47,10 +47,7 @@ pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
     let cluster = &ctx.scenario.cluster;
     let images = images(minor_version(&cluster.kubernetes_version)?);
     let all = nodes(ctx)?;
-    let master = all
-        .iter()
-        .find(|n| n.master)
-        .ok_or_else(|| RoleError::Inventory("no host in group 'kube-master'".into()))?;
+    let master = first_master(&all)?;
     let workers: Vec<_> = all.iter().filter(|n| !n.master).collect();
     let context = json!({ "cluster": cluster, "images": images });
 

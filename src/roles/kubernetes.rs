@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::network::{NodeNet, nodes};
+use super::network::{NodeNet, first_master, nodes};
 use super::runtime::{self, BIN_DIR, GUESTBOOK_FRONTEND_IMAGE, PAUSE_IMAGE, REDIS_IMAGE, SOCKET};
 use super::{
     InstallContext, RoleError, ca_file, cert_files, directory, etcd, manifest_objects, phase,
@@ -71,10 +71,8 @@ pub fn minor_version(version: &str) -> Result<u32, RoleError> {
 
 /// The URL every kubelet, kube-proxy and kubectl uses: the first master's apiserver.
 pub fn apiserver_url(ctx: &InstallContext) -> Result<String, RoleError> {
-    let master = nodes(ctx)?
-        .into_iter()
-        .find(|n| n.master)
-        .ok_or_else(|| RoleError::Inventory("no host in group 'kube-master'".into()))?;
+    let all = nodes(ctx)?;
+    let master = first_master(&all)?;
     Ok(format!(
         "https://{}:{}",
         master.address, ctx.scenario.cluster.apiserver_port
@@ -438,9 +436,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         })
         .collect();
 
-    let first = masters
-        .first()
-        .ok_or_else(|| RoleError::Inventory("no host in group 'kube-master'".into()))?;
+    let first = first_master(&all)?;
     let (file, objects) = manifest_objects(
         ctx,
         &format!("{API_MANIFESTS_DIR}/cluster-objects.yaml"),

@@ -68,6 +68,15 @@ pub fn nodes(ctx: &InstallContext) -> Result<Vec<NodeNet>, RoleError> {
         .collect())
 }
 
+/// The first master among `nodes`: it serves the API to every node and holds the objects
+/// kubeforge keeps in it.
+pub fn first_master(nodes: &[NodeNet]) -> Result<&NodeNet, RoleError> {
+    nodes
+        .iter()
+        .find(|n| n.master)
+        .ok_or_else(|| RoleError::Inventory("no host in group 'kube-master'".into()))
+}
+
 #[derive(Serialize)]
 struct NetworkTemplate<'a> {
     node: &'a NodeNet,
