@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kubeforge::engine::Mode;
 use kubeforge::report::{Logger, print_summary};
 use kubeforge::runner::{DestroyPolicy, Runner};
 use kubeforge::scenario::{Scenario, Step, list_scenarios};
@@ -150,7 +149,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
             runner.tags = tags;
             if check {
-                match runner.converge(Mode::Check).await {
+                match runner.check().await {
                     Ok(_) => true,
                     Err(e) => {
                         log.error(e.to_string());
@@ -207,7 +206,8 @@ fn write_junit(runner: &Runner, path: Option<&Path>, log: &Logger) {
 }
 
 fn login(runner: &Runner, host: &str, log: &Logger) -> ExitCode {
-    match runner.login_command(host) {
+    let name = &runner.scenario().name;
+    match kubeforge::access::login_command(name, runner.state(), runner.state_dir(), host) {
         Ok(argv) => {
             use std::os::unix::process::CommandExt;
             let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
@@ -222,30 +222,19 @@ fn login(runner: &Runner, host: &str, log: &Logger) -> ExitCode {
 }
 
 fn kubectl(runner: &Runner, args: &[String], log: &Logger) -> ExitCode {
-    let kubeconfig = runner.state_dir().kubeconfig();
-    if !kubeconfig.exists() {
-        log.error(format!(
-            "{}: no admin kubeconfig; converge the scenario first",
-            kubeconfig.display()
-        ));
-        return ExitCode::FAILURE;
-    }
-    let bundle =
-        match kubeforge::artifacts::Bundle::load(&kubeforge::artifacts::Bundle::default_dir())
-            .and_then(|b| b.get("kubectl").map(|(path, _)| path))
-        {
-            Ok(path) => path,
-            Err(e) => {
-                log.error(e.to_string());
-                return ExitCode::FAILURE;
-            }
-        };
+    let (kubectl, kubeconfig) = match kubeforge::access::kubectl_command(runner.state_dir()) {
+        Ok(found) => found,
+        Err(e) => {
+            log.error(e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
     use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(&bundle)
+    let err = std::process::Command::new(&kubectl)
         .args(args)
         .env("KUBECONFIG", &kubeconfig)
         .exec();
-    log.error(format!("cannot run {}: {err}", bundle.display()));
+    log.error(format!("cannot run {}: {err}", kubectl.display()));
     ExitCode::FAILURE
 }
 

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cluster::Cluster;
+use crate::cluster::NETWORK_KEY;
+use crate::cluster::commands::etcdctl;
 use crate::engine::Transport;
-use crate::inventory::Inventory;
-use crate::roles::etcd;
-use crate::scenario::{Group, Scenario};
 
 mod kubernetes;
 
@@ -50,24 +50,17 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// The checks for a scenario, in the order they run.
-pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
+/// The checks for a cluster, in the order they run.
+pub fn checks(cluster: &Cluster) -> Vec<Check> {
     let mut out = Vec::new();
-    let members: Vec<_> = inventory.group(Group::Etcd).collect();
-    let port = scenario.cluster.etcd.client_port;
-    let all = members
-        .iter()
-        .map(|h| format!("https://{}:{port}", h.address))
-        .collect::<Vec<_>>()
-        .join(",");
-    for m in &members {
+    let members = &cluster.etcd;
+    let port = cluster.settings.etcd.client_port;
+    let all = &cluster.etcd_endpoints;
+    for m in members {
         out.push(Check {
             name: format!("etcd member {} healthy over TLS", m.name),
             host: m.name.clone(),
-            command: format!(
-                "{} endpoint health",
-                etcd::etcdctl(&format!("https://{}:{port}", m.address))
-            ),
+            command: format!("{} endpoint health", etcdctl(&m.client_url(port))),
             expect: Expect::Success,
             attempts: 10,
         });
@@ -76,10 +69,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
         out.push(Check {
             name: "etcd member count equals the etcd group".into(),
             host: first.name.clone(),
-            command: format!(
-                "{} member list | grep -c ', started, '",
-                etcd::etcdctl(&all)
-            ),
+            command: format!("{} member list | grep -c ', started, '", etcdctl(all)),
             expect: Expect::Output(members.len().to_string()),
             attempts: 10,
         });
@@ -89,7 +79,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
             host: first.name.clone(),
             command: format!(
                 "{e} put {probe} ok-{n} >/dev/null && {e} get --print-value-only {probe} && {e} del {probe} >/dev/null",
-                e = etcd::etcdctl(&all),
+                e = etcdctl(all),
                 n = members.len()
             ),
             expect: Expect::Output(format!("ok-{}", members.len())),
@@ -98,22 +88,12 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
         out.push(Check {
             name: "etcd holds the network configuration (coreos.com namespace)".into(),
             host: first.name.clone(),
-            command: format!(
-                "{} get --print-value-only {}",
-                etcd::etcdctl(&all),
-                etcd::NETWORK_KEY
-            ),
-            expect: Expect::Output(
-                serde_json::json!({
-                    "Network": scenario.cluster.pod_network,
-                    "Backend": { "Type": "host-gw" },
-                })
-                .to_string(),
-            ),
+            command: format!("{} get --print-value-only {NETWORK_KEY}", etcdctl(all)),
+            expect: Expect::Output(cluster.network_config.to_string()),
             attempts: 3,
         });
     }
-    out.extend(kubernetes::checks(scenario, inventory));
+    out.extend(kubernetes::checks(cluster));
     out
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use kubeforge::artifacts::{Artifact, Bundle};
+use kubeforge::cluster::Cluster;
 use kubeforge::inventory::Inventory;
 use kubeforge::pki::Pki;
 use kubeforge::report::redact;
@@ -92,6 +93,65 @@ fn pin_stable(text: &str) -> String {
         + if text.ends_with('\n') { "\n" } else { "" }
 }
 
+/// Paths of credentials (`.pem`, `.pub`, `.kubeconfig` under /etc) a rendered file names.
+fn credential_paths(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || "\"',=:".contains(c))
+        .filter(|w| w.starts_with("/etc/"))
+        .filter(|w| {
+            [".pem", ".pub", ".kubeconfig"]
+                .iter()
+                .any(|e| w.ends_with(e))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every certificate, key and kubeconfig a rendered file refers to is a file the plan
+/// writes on that host: a unit or manifest can never point at a credential that is not there.
+#[test]
+fn every_credential_a_rendered_file_names_is_installed_on_its_host() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let templates = Templates::load(&root.join("templates")).unwrap();
+    for fixture in ["default", "flannel-calico", "etcd3-workers3"] {
+        let path = root.join("fixtures").join(format!("{fixture}.yml"));
+        let scenario = Scenario::load(fixture, &path).unwrap();
+        let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
+        let pki_dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
+        let bundle = bundle(&scenario.cluster.kubernetes_version);
+        let ctx = InstallContext {
+            cluster: &cluster,
+            pki: &pki,
+            bundle: &bundle,
+            templates: &templates,
+        };
+        let plan = roles::plan(&ctx, &[]).unwrap();
+        let installed: BTreeSet<(String, String)> = plan
+            .phases
+            .iter()
+            .flat_map(|p| &p.hosts)
+            .flat_map(|h| {
+                h.tasks
+                    .iter()
+                    .flat_map(|t| &t.resources)
+                    .filter_map(|r| r.path())
+                    .map(|p| (h.host.clone(), p.to_string()))
+            })
+            .collect();
+        let mut missing = Vec::new();
+        for (host, template, file, content) in roles::rendered_files(&plan.phases) {
+            for named in credential_paths(&String::from_utf8_lossy(content)) {
+                if !installed.contains(&(host.clone(), named.clone())) {
+                    missing.push(format!(
+                        "{fixture}: {host}: {file} ({template}) names {named}"
+                    ));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not installed:\n{}", missing.join("\n"));
+    }
+}
+
 #[test]
 fn every_template_is_pinned_for_every_fixture() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -109,13 +169,12 @@ fn every_template_is_pinned_for_every_fixture() {
     for path in &fixtures {
         let fixture = path.file_stem().unwrap().to_string_lossy().to_string();
         let scenario = Scenario::load(&fixture, path).unwrap();
-        let inventory = Inventory::planned(&scenario);
+        let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
         let pki_dir = tempfile::tempdir().unwrap();
         let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
         let bundle = bundle(&scenario.cluster.kubernetes_version);
         let ctx = InstallContext {
-            scenario: &scenario,
-            inventory: &inventory,
+            cluster: &cluster,
             pki: &pki,
             bundle: &bundle,
             templates: &templates,

@@ -8,6 +8,15 @@
 
 use serde_json::Value;
 
+/// A rendered manifest that does not hold Kubernetes objects.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {problem}")]
+pub struct ManifestError {
+    /// The template (and the file it was rendered to).
+    pub source_name: String,
+    pub problem: String,
+}
+
 /// One object of a rendered manifest, with what identifies it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiObject {
@@ -17,21 +26,25 @@ pub struct ApiObject {
 impl ApiObject {
     /// The objects of a (multi-document) YAML manifest; empty documents are skipped.
     /// Each object needs apiVersion, kind and metadata.name.
-    pub fn from_manifest(source: &str, text: &str) -> Result<Vec<ApiObject>, String> {
+    pub fn from_manifest(source: &str, text: &str) -> Result<Vec<ApiObject>, ManifestError> {
+        let fail = |problem: String| ManifestError {
+            source_name: source.to_string(),
+            problem,
+        };
         let docs: Vec<Value> = serde_saphyr::from_str_multiple(text)
-            .map_err(|e| format!("{source}: not valid YAML: {e}"))?;
+            .map_err(|e| fail(format!("not valid YAML: {e}")))?;
         let mut out = Vec::new();
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
             for field in ["apiVersion", "kind"] {
                 if !doc.get(field).is_some_and(Value::is_string) {
-                    return Err(format!("{source}: an object has no {field}"));
+                    return Err(fail(format!("an object has no {field}")));
                 }
             }
             if !doc.pointer("/metadata/name").is_some_and(Value::is_string) {
-                return Err(format!(
-                    "{source}: a {} has no metadata.name",
+                return Err(fail(format!(
+                    "a {} has no metadata.name",
                     doc["kind"].as_str().unwrap_or_default()
-                ));
+                )));
             }
             out.push(ApiObject { value: doc });
         }
@@ -178,10 +191,11 @@ spec:
         assert_eq!(o[1].label(), "Service kube-system/kube-dns");
         let err =
             ApiObject::from_manifest("x.yaml", "apiVersion: v1\nkind: Namespace\n").unwrap_err();
-        assert_eq!(err, "x.yaml: a Namespace has no metadata.name");
+        assert_eq!(err.to_string(), "x.yaml: a Namespace has no metadata.name");
         assert!(
             ApiObject::from_manifest("x.yaml", "kind: [")
                 .unwrap_err()
+                .to_string()
                 .starts_with("x.yaml: not valid YAML")
         );
     }

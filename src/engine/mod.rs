@@ -6,13 +6,17 @@
 //! upload per changed binary). Check mode stops after the diff.
 
 mod api_object;
+mod change;
 pub mod resource;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::ssh::{ExecOutput, SshError};
-pub use resource::{ApiObject, Change, Guard, Observation, Perms, ReadyCheck, Resource};
+pub use api_object::ManifestError;
+pub use change::{Change, ChangeKind, RestartReason};
+pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource};
+pub use transport::{ExecOutput, Transport, TransportError};
 
 /// Something to do on a host: a named group of resources from one role.
 #[derive(Debug, Clone)]
@@ -28,6 +32,42 @@ pub struct Task {
 pub struct HostPlan {
     pub host: String,
     pub tasks: Vec<Task>,
+}
+
+/// A host plan whose services cannot derive their restart inputs.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{host}: service {unit} is notified by task '{task}', which does not come before it in the same phase"
+)]
+pub struct PlanError {
+    pub host: String,
+    pub unit: String,
+    pub task: String,
+}
+
+impl HostPlan {
+    /// A host's tasks, checked so that every service is notified only by tasks that come
+    /// before it (or its own), where the engine sees their changes first.
+    pub fn new(host: String, tasks: Vec<Task>) -> Result<HostPlan, PlanError> {
+        for (t, task) in tasks.iter().enumerate() {
+            for r in &task.resources {
+                if let Resource::Service {
+                    unit, notified_by, ..
+                } = r
+                    && let Some(missing) = notified_by
+                        .iter()
+                        .find(|n| !tasks[..=t].iter().any(|earlier| &earlier.name == *n))
+                {
+                    return Err(PlanError {
+                        host,
+                        unit: unit.clone(),
+                        task: missing.clone(),
+                    });
+                }
+            }
+        }
+        Ok(HostPlan { host, tasks })
+    }
 }
 
 /// An ordered step of the installation over a set of hosts (hosts run concurrently).
@@ -66,51 +106,13 @@ impl HostReport {
     }
 }
 
-/// How the engine reaches a host: run a root shell script, stream a file.
-/// Implemented by the SSH session; tests use a local shell to exercise the real scripts.
-pub trait Transport: Sync {
-    fn exec_root(
-        &self,
-        command: &str,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<ExecOutput, SshError>> + Send;
-    fn upload_file(
-        &self,
-        local: &std::path::Path,
-        remote_path: &str,
-        mode: u32,
-        timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<(), SshError>> + Send;
-}
-
-impl Transport for crate::ssh::SshSession {
-    async fn exec_root(
-        &self,
-        command: &str,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<ExecOutput, SshError> {
-        crate::ssh::SshSession::exec_root(self, command, stdin, timeout).await
-    }
-    async fn upload_file(
-        &self,
-        local: &std::path::Path,
-        remote_path: &str,
-        mode: u32,
-        timeout: Duration,
-    ) -> Result<(), SshError> {
-        crate::ssh::SshSession::upload_file(self, local, remote_path, mode, timeout).await
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{host}: {what}: {source}")]
     Transport {
         host: String,
         what: &'static str,
-        source: SshError,
+        source: TransportError,
     },
     #[error("{host}: gathering facts failed (exit {status}): {stderr}")]
     Facts {
@@ -164,19 +166,7 @@ pub async fn run_host<T: Transport>(
     let facts = gather_facts(transport, &host, &resources).await?;
     report.round_trips += 1;
 
-    // Diff in order: a service sees the paths changed before it.
-    let mut changed_paths: Vec<String> = Vec::new();
-    let mut per_resource: Vec<Vec<Change>> = Vec::with_capacity(resources.len());
-    for (i, (_, r)) in resources.iter().enumerate() {
-        let empty = Observation::new();
-        let changes = r.diff(facts.get(&i).unwrap_or(&empty), &changed_paths);
-        if !changes.is_empty()
-            && let Some(p) = r.path()
-        {
-            changed_paths.push(p.to_string());
-        }
-        per_resource.push(changes);
-    }
+    let per_resource = diff_all(plan, &resources, &facts);
     for (t, task) in plan.tasks.iter().enumerate() {
         let changes: Vec<Change> = resources
             .iter()
@@ -199,7 +189,9 @@ pub async fn run_host<T: Transport>(
         if let Resource::Upload {
             path, local, perms, ..
         } = r
-            && changes.iter().any(|c| c.summary.starts_with("upload"))
+            && changes
+                .iter()
+                .any(|c| matches!(c.kind, ChangeKind::Upload { .. }))
         {
             transport
                 .upload_file(local, path, perms.mode, UPLOAD_TIMEOUT)
@@ -214,7 +206,7 @@ pub async fn run_host<T: Transport>(
         }
     }
 
-    let script = apply_script(&resources, &per_resource, &changed_paths);
+    let script = apply_script(&resources, &per_resource);
     let out = transport
         .exec_root("sh -s", Some(script.as_bytes()), APPLY_TIMEOUT)
         .await
@@ -245,6 +237,37 @@ pub async fn run_host<T: Transport>(
         });
     }
     Ok(report)
+}
+
+/// Diffs every resource in order. A service sees the changes of the tasks that notify it,
+/// which come before it (HostPlan::new checks), as its restart inputs.
+fn diff_all(
+    plan: &HostPlan,
+    resources: &[(usize, &Resource)],
+    facts: &BTreeMap<usize, Observation>,
+) -> Vec<Vec<Change>> {
+    let mut changed_inputs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut per_resource = Vec::with_capacity(resources.len());
+    let empty = Observation::new();
+    for (i, (t, r)) in resources.iter().enumerate() {
+        let inputs: Vec<String> = match r {
+            Resource::Service { notified_by, .. } => notified_by
+                .iter()
+                .flat_map(|task| changed_inputs.get(task.as_str()).into_iter().flatten())
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let changes = r.diff(facts.get(&i).unwrap_or(&empty), &inputs);
+        if !changes.is_empty() && r.is_restart_input() {
+            changed_inputs
+                .entry(plan.tasks[*t].name.as_str())
+                .or_default()
+                .push(r.label());
+        }
+        per_resource.push(changes);
+    }
+    per_resource
 }
 
 fn with_task(e: EngineError, task: &str) -> EngineError {
@@ -313,16 +336,14 @@ fn parse_facts(stdout: &str) -> BTreeMap<usize, Observation> {
     facts
 }
 
-fn apply_script(
-    resources: &[(usize, &Resource)],
-    per_resource: &[Vec<Change>],
-    changed_paths: &[String],
-) -> String {
+fn apply_script(resources: &[(usize, &Resource)], per_resource: &[Vec<Change>]) -> String {
     let mut script = String::from(APPLY_PRELUDE);
     // Services whose inputs change are marked first, so an interrupted run restarts them later.
     for ((_, r), changes) in resources.iter().zip(per_resource) {
         if let Resource::Service { unit, .. } = r
-            && changes.iter().any(|c| c.summary.starts_with("restart"))
+            && changes
+                .iter()
+                .any(|c| matches!(c.kind, ChangeKind::Restart(_)))
         {
             script.push_str(&format!(
                 ": > {}\n",
@@ -330,7 +351,10 @@ fn apply_script(
             ));
         }
     }
-    let mut reload_needed = changed_paths.iter().any(|p| resource::is_unit_file(p));
+    let mut reload_needed = resources
+        .iter()
+        .zip(per_resource)
+        .any(|((_, r), c)| !c.is_empty() && r.path().is_some_and(resource::is_unit_file));
     for (i, ((_, r), changes)) in resources.iter().zip(per_resource).enumerate() {
         if changes.is_empty() {
             continue;

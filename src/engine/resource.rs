@@ -12,6 +12,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 pub use super::api_object::ApiObject;
+use super::change::{Change, ChangeKind, RestartReason};
 use crate::ssh::shell_quote;
 
 /// Files larger than this are compared by checksum only (no text diff).
@@ -58,11 +59,13 @@ pub enum Resource {
     },
     /// A symbolic link.
     Symlink { path: String, target: String },
-    /// A systemd unit that must be enabled and running; restarted when one of the
-    /// resources it depends on (`restart_on`, by path) changed in the same run.
+    /// A systemd unit that must be enabled and running. It is restarted when a resource of
+    /// a task that notifies it (`notified_by`, task names of the same host plan, its own
+    /// task included) changed in the same run: its restart inputs are derived from the
+    /// tasks, never listed by hand.
     Service {
         unit: String,
-        restart_on: Vec<String>,
+        notified_by: Vec<String>,
         /// A command that must succeed after a (re)start before the run goes on.
         ready: Option<ReadyCheck>,
     },
@@ -85,6 +88,14 @@ pub enum Resource {
     /// kubeconfig). It is up to date when every field it sets has that value in the live
     /// object; fields the API server adds (status, defaults, uid) are not compared.
     ApiObject { kubectl: String, object: ApiObject },
+    /// A readiness wait: satisfied while the read-only `until` command succeeds; apply polls
+    /// it until `timeout`, then fails with `failure` and what `until` printed last.
+    Wait {
+        name: String,
+        until: String,
+        timeout: Duration,
+        failure: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -105,17 +116,6 @@ pub enum Guard {
 /// What a facts script found for one resource: `field -> value` lines.
 pub type Observation = BTreeMap<String, String>;
 
-/// One planned change of one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// `file /etc/x`, `service etcd-member.service`, ...
-    pub resource: String,
-    /// Plain words: `create`, `content`, `mode 0644 -> 0600`, `restart (...)`.
-    pub summary: String,
-    /// Unified diff for non-secret text content.
-    pub diff: Option<String>,
-}
-
 impl Resource {
     /// A short stable name, as shown in reports.
     pub fn label(&self) -> String {
@@ -128,6 +128,7 @@ impl Resource {
             Resource::Command { name, .. } => format!("command {name}"),
             Resource::KeyValue { name, .. } => format!("key {name}"),
             Resource::ApiObject { object, .. } => format!("object {}", object.label()),
+            Resource::Wait { name, .. } => format!("wait {name}"),
         }
     }
 
@@ -181,25 +182,28 @@ impl Resource {
                 "if kf_v=$(base64 -d <<'KF_EOF' | {kubectl} get --request-timeout=10s -f - -o json 2>/dev/null\n{}KF_EOF\n); then echo \"KF {id} live $(printf %s \"$kf_v\" | base64 -w0)\"; fi\n",
                 base64_lines(object.manifest().as_bytes())
             ),
+            Resource::Wait { until, .. } => format!(
+                "if ( {until} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} ready yes\"; fi\n"
+            ),
         }
     }
 
-    /// Compares desired and observed state. `changed_paths` holds the paths changed by
-    /// earlier resources of the same host in this run (for restarts).
-    pub fn diff(&self, seen: &Observation, changed_paths: &[String]) -> Vec<Change> {
+    /// Compares desired and observed state. `restart_inputs` holds, for a service, the
+    /// labels of the resources of its notifying tasks that change in this run.
+    pub fn diff(&self, seen: &Observation, restart_inputs: &[String]) -> Vec<Change> {
         let mut out = Vec::new();
-        let mut push = |summary: String, diff: Option<String>| {
+        let mut push = |kind: ChangeKind, diff: Option<String>| {
             out.push(Change {
                 resource: self.label(),
-                summary,
+                kind,
                 diff,
             })
         };
         match self {
             Resource::Directory { perms, .. } => match kind(seen) {
                 "dir" => perm_changes(seen, perms, &mut push),
-                "none" => push(format!("create (mode {:04o})", perms.mode), None),
-                other => push(format!("replace {other} with a directory"), None),
+                "none" => push(ChangeKind::Create { mode: perms.mode }, None),
+                other => push(replace(other, "a directory"), None),
             },
             Resource::File {
                 path,
@@ -219,92 +223,94 @@ impl Resource {
                                 })
                                 .map(|old| unified_diff(path, &old, content))
                         };
-                        let what = if *secret {
-                            "content (secret, not shown)"
-                        } else {
-                            "content"
-                        };
-                        push(what.to_string(), diff);
+                        push(ChangeKind::Content { secret: *secret }, diff);
                     }
                     perm_changes(seen, perms, &mut push);
                 }
                 "none" => {
                     let diff = (!*secret).then(|| unified_diff(path, b"", content));
-                    push(format!("create (mode {:04o})", perms.mode), diff)
+                    push(ChangeKind::Create { mode: perms.mode }, diff)
                 }
-                other => push(format!("replace {other} with a file"), None),
+                other => push(replace(other, "a file"), None),
             },
             Resource::Upload { sha256, perms, .. } => match kind(seen) {
                 "file" => {
                     if seen.get("sha") != Some(sha256) {
+                        let from = Some(short(seen.get("sha")).to_string());
                         push(
-                            format!(
-                                "upload (sha256 {} -> {})",
-                                short(seen.get("sha")),
-                                &sha256[..12]
-                            ),
+                            ChangeKind::Upload {
+                                from,
+                                to: sha256[..12].to_string(),
+                            },
                             None,
                         );
                     }
                     perm_changes(seen, perms, &mut push);
                 }
-                "none" => push(format!("upload (sha256 {})", &sha256[..12]), None),
-                other => push(format!("replace {other} with a file"), None),
+                "none" => push(
+                    ChangeKind::Upload {
+                        from: None,
+                        to: sha256[..12].to_string(),
+                    },
+                    None,
+                ),
+                other => push(replace(other, "a file"), None),
             },
             Resource::Symlink { target, .. } => match kind(seen) {
                 "link" if seen.get("target") == Some(target) => {}
-                "link" | "none" => push(format!("link -> {target}"), None),
-                other => push(format!("replace {other} with a link -> {target}"), None),
+                "link" | "none" => push(
+                    ChangeKind::Link {
+                        target: target.clone(),
+                    },
+                    None,
+                ),
+                other => push(replace(other, "a link"), None),
             },
-            Resource::Service {
-                unit, restart_on, ..
-            } => {
+            Resource::Service { unit, .. } => {
                 let active = seen.get("active").map(String::as_str).unwrap_or("");
                 if seen.get("enabled").map(String::as_str) != Some("enabled") {
-                    push("enable".into(), None);
+                    push(ChangeKind::Enable, None);
                 }
                 let reload = seen.get("reload").map(String::as_str) == Some("yes");
-                let trigger: Vec<&String> = restart_on
-                    .iter()
-                    .filter(|p| changed_paths.contains(p))
-                    .collect();
-                if active != "active" {
-                    push(
-                        format!(
-                            "start (now {})",
-                            if active.is_empty() { "unknown" } else { active }
-                        ),
-                        None,
-                    );
-                } else if !trigger.is_empty() {
-                    let list: Vec<&str> = trigger.iter().map(|s| s.as_str()).collect();
-                    push(format!("restart ({} changed)", list.join(", ")), None);
+                let restart = if !restart_inputs.is_empty() {
+                    Some(RestartReason::InputsChanged(restart_inputs.to_vec()))
                 } else if seen.contains_key("pending") {
-                    push("restart (left pending by an interrupted run)".into(), None);
+                    Some(RestartReason::Pending)
                 } else if reload {
-                    push(
-                        format!("restart ({unit} changed on disk since systemd loaded it)"),
-                        None,
-                    );
+                    Some(RestartReason::UnitChanged(unit.clone()))
+                } else {
+                    None
+                };
+                if active != "active" {
+                    let was = if active.is_empty() { "unknown" } else { active };
+                    push(ChangeKind::Start { was: was.into() }, None);
+                } else if let Some(reason) = restart {
+                    push(ChangeKind::Restart(reason), None);
                 }
             }
             Resource::Command { guard, .. } => {
                 if seen.get("guard").map(String::as_str) != Some("met") {
-                    let why = match guard {
-                        Guard::Creates(p) => format!("run ({p} does not exist)"),
-                        Guard::Unless(_) => "run (its check fails)".to_string(),
+                    let reason = match guard {
+                        Guard::Creates(p) => format!("{p} does not exist"),
+                        Guard::Unless(_) => "its check fails".to_string(),
                     };
-                    push(why, None);
+                    push(ChangeKind::Run { reason }, None);
                 }
             }
             Resource::KeyValue { name, value, .. } => match seen.get("value") {
-                None => push("create".into(), Some(unified_diff(name, b"", value))),
+                None => push(
+                    ChangeKind::ValueCreate,
+                    Some(unified_diff(name, b"", value)),
+                ),
                 Some(b64) => {
                     let old = base64::engine::general_purpose::STANDARD
                         .decode(b64)
                         .unwrap_or_default();
                     if trim_end(&old) != trim_end(value) {
-                        push("update".into(), Some(unified_diff(name, &old, value)));
+                        push(
+                            ChangeKind::ValueUpdate,
+                            Some(unified_diff(name, &old, value)),
+                        );
                     }
                 }
             },
@@ -316,11 +322,22 @@ impl Resource {
                     .and_then(ApiObject::single);
                 let name = object.label();
                 match live {
-                    None => push("create".into(), object.diff_against(None, &name)),
-                    Some(live) if !object.matches(&live) => {
-                        push("update".into(), object.diff_against(Some(&live), &name))
-                    }
+                    None => push(ChangeKind::ValueCreate, object.diff_against(None, &name)),
+                    Some(live) if !object.matches(&live) => push(
+                        ChangeKind::ValueUpdate,
+                        object.diff_against(Some(&live), &name),
+                    ),
                     Some(_) => {}
+                }
+            }
+            Resource::Wait { .. } => {
+                if seen.get("ready").map(String::as_str) != Some("yes") {
+                    push(
+                        ChangeKind::Wait {
+                            what: "not ready yet".into(),
+                        },
+                        None,
+                    );
                 }
             }
         }
@@ -333,7 +350,7 @@ impl Resource {
         if changes.is_empty() {
             return String::new();
         }
-        let has = |word: &str| changes.iter().any(|c| c.summary.starts_with(word));
+        let has = |pred: fn(&ChangeKind) -> bool| changes.iter().any(|c| pred(&c.kind));
         match self {
             Resource::Directory { path, perms } => {
                 let p = shell_quote(path);
@@ -372,10 +389,10 @@ impl Resource {
             Resource::Service { unit, ready, .. } => {
                 let u = shell_quote(unit);
                 let mut s = String::new();
-                if has("enable") {
+                if has(|k| matches!(k, ChangeKind::Enable)) {
                     s.push_str(&format!("systemctl enable --quiet {u}\n"));
                 }
-                if has("start") || has("restart") {
+                if has(|k| matches!(k, ChangeKind::Start { .. } | ChangeKind::Restart(_))) {
                     s.push_str(&format!(
                         "systemctl restart {u}\nrm -f {}\n",
                         shell_quote(&pending_marker(unit))
@@ -397,7 +414,29 @@ impl Resource {
                 &format!("{kubectl} apply -f - >/dev/null"),
                 object.manifest().as_bytes(),
             ),
+            Resource::Wait {
+                until,
+                timeout,
+                failure,
+                ..
+            } => {
+                let secs = timeout.as_secs().max(1);
+                format!(
+                    "kf_wait {secs} {q} || {{ echo \"{failure} after {secs}s: $( ( {until} ) 2>&1 </dev/null | tail -n 2)\" >&2; exit 1; }}\n",
+                    q = shell_quote(until),
+                )
+            }
         }
+    }
+
+    /// Whether a change of this resource is an input of a service its task notifies:
+    /// anything with content or identity (files, binaries, images, links, values), not a
+    /// directory's mode or a service's own state.
+    pub fn is_restart_input(&self) -> bool {
+        !matches!(
+            self,
+            Resource::Directory { .. } | Resource::Service { .. } | Resource::Wait { .. }
+        )
     }
 }
 
@@ -446,7 +485,11 @@ fn kind(seen: &Observation) -> &str {
     seen.get("type").map(String::as_str).unwrap_or("none")
 }
 
-fn perm_changes(seen: &Observation, want: &Perms, push: &mut impl FnMut(String, Option<String>)) {
+fn perm_changes(
+    seen: &Observation,
+    want: &Perms,
+    push: &mut impl FnMut(ChangeKind, Option<String>),
+) {
     let Some(perms) = seen.get("perms") else {
         return;
     };
@@ -458,13 +501,29 @@ fn perm_changes(seen: &Observation, want: &Perms, push: &mut impl FnMut(String, 
     let owner = parts.next().unwrap_or("");
     let group = parts.next().unwrap_or("");
     if mode != want.mode {
-        push(format!("mode {mode:04o} -> {:04o}", want.mode), None);
+        push(
+            ChangeKind::Mode {
+                from: mode,
+                to: want.mode,
+            },
+            None,
+        );
     }
     if owner != want.owner || group != want.group {
         push(
-            format!("owner {owner}:{group} -> {}:{}", want.owner, want.group),
+            ChangeKind::Owner {
+                from: format!("{owner}:{group}"),
+                to: format!("{}:{}", want.owner, want.group),
+            },
             None,
         );
+    }
+}
+
+fn replace(found: &str, wanted: &'static str) -> ChangeKind {
+    ChangeKind::Replace {
+        found: found.to_string(),
+        wanted,
     }
 }
 
@@ -561,9 +620,9 @@ mod tests {
         ]);
         let c = r.diff(&o, &[]);
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].summary, "content");
+        assert_eq!(c[0].kind, ChangeKind::Content { secret: false });
         assert!(c[0].diff.as_ref().unwrap().contains("+b"));
-        assert_eq!(c[1].summary, "mode 0600 -> 0644");
+        assert_eq!(c[1].summary(), "mode 0600 -> 0644");
     }
 
     #[test]
@@ -585,7 +644,7 @@ mod tests {
     fn service_restarts_only_on_a_changed_input() {
         let r = Resource::Service {
             unit: "etcd-member.service".into(),
-            restart_on: vec!["/etc/a".into()],
+            notified_by: vec!["etcd".into()],
             ready: None,
         };
         let running = seen(&[
@@ -594,19 +653,38 @@ mod tests {
             ("reload", "no"),
         ]);
         assert!(r.diff(&running, &[]).is_empty());
-        assert!(r.diff(&running, &["/etc/b".into()]).is_empty());
-        let c = r.diff(&running, &["/etc/a".into()]);
+        let c = r.diff(&running, &["file /etc/a".into()]);
         assert_eq!(c.len(), 1);
-        assert!(c[0].summary.starts_with("restart (/etc/a changed)"));
-        let stopped = seen(&[("enabled", "disabled"), ("active", "inactive")]);
-        let c = r.diff(&stopped, &["/etc/a".into()]);
         assert_eq!(
-            c.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>(),
+            c[0].kind,
+            ChangeKind::Restart(RestartReason::InputsChanged(vec!["file /etc/a".into()]))
+        );
+        let stopped = seen(&[("enabled", "disabled"), ("active", "inactive")]);
+        let c = r.diff(&stopped, &["file /etc/a".into()]);
+        assert_eq!(
+            c.iter().map(Change::summary).collect::<Vec<_>>(),
             vec!["enable", "start (now inactive)"]
         );
         let mut pending = running.clone();
         pending.insert("pending".into(), "yes".into());
-        assert_eq!(r.diff(&pending, &[]).len(), 1);
+        assert_eq!(
+            r.diff(&pending, &[])[0].kind,
+            ChangeKind::Restart(RestartReason::Pending)
+        );
+    }
+
+    #[test]
+    fn a_wait_is_a_change_until_it_is_ready() {
+        let r = Resource::Wait {
+            name: "api".into(),
+            until: "true".into(),
+            timeout: Duration::from_secs(5),
+            failure: "api not healthy".into(),
+        };
+        assert!(r.diff(&seen(&[("ready", "yes")]), &[]).is_empty());
+        let c = r.diff(&seen(&[]), &[]);
+        assert_eq!(c[0].summary(), "wait (not ready yet)");
+        assert!(r.apply_script(&c).starts_with("kf_wait 5 true || "));
     }
 
     #[test]
@@ -620,6 +698,6 @@ mod tests {
         let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         assert!(r.diff(&seen(&[("value", &b("v\n"))]), &[]).is_empty());
         assert_eq!(r.diff(&seen(&[("value", &b("w"))]), &[]).len(), 1);
-        assert_eq!(r.diff(&seen(&[]), &[])[0].summary, "create");
+        assert_eq!(r.diff(&seen(&[]), &[])[0].kind, ChangeKind::ValueCreate);
     }
 }

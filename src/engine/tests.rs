@@ -14,7 +14,7 @@ impl Transport for LocalShell {
         command: &str,
         stdin: Option<&[u8]>,
         _timeout: Duration,
-    ) -> Result<ExecOutput, SshError> {
+    ) -> Result<ExecOutput, TransportError> {
         use tokio::io::AsyncWriteExt;
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
@@ -41,7 +41,7 @@ impl Transport for LocalShell {
         remote_path: &str,
         mode: u32,
         _timeout: Duration,
-    ) -> Result<(), SshError> {
+    ) -> Result<(), TransportError> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::copy(local, remote_path).unwrap();
         std::fs::set_permissions(remote_path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -192,7 +192,7 @@ async fn a_setting_change_shows_exactly_that_diff() {
     let changed = run(&plan(dir.path(), "2", &bin), Mode::Check).await;
     let all: Vec<&Change> = changed.tasks.iter().flat_map(|t| &t.changes).collect();
     assert_eq!(all.len(), 1, "{all:?}");
-    assert_eq!(all[0].summary, "content");
+    assert_eq!(all[0].kind, ChangeKind::Content { secret: false });
     let diff = all[0].diff.as_deref().unwrap();
     assert!(
         diff.contains("-setting=1") && diff.contains("+setting=2"),
@@ -215,7 +215,7 @@ async fn drift_is_reported_and_repaired() {
         .flat_map(|t| {
             t.changes
                 .iter()
-                .map(|c| format!("{}: {}", c.resource, c.summary))
+                .map(|c| format!("{}: {}", c.resource, c.summary()))
         })
         .collect();
     assert_eq!(summaries.len(), 3, "{summaries:?}");
@@ -302,7 +302,7 @@ async fn api_object_created_then_unchanged_then_repaired() {
         }],
     };
     let check = run(&plan(80), Mode::Check).await;
-    assert_eq!(check.tasks[0].changes[0].summary, "create");
+    assert_eq!(check.tasks[0].changes[0].kind, ChangeKind::ValueCreate);
     assert!(!store.exists(), "check mode wrote the object");
     run(&plan(80), Mode::Apply).await;
     let stored: serde_json::Value =
@@ -316,11 +316,90 @@ async fn api_object_created_then_unchanged_then_repaired() {
     assert_eq!(run(&plan(80), Mode::Check).await.change_count(), 0);
     let changed = run(&plan(8080), Mode::Check).await;
     let change = &changed.tasks[0].changes[0];
-    assert_eq!(change.summary, "update");
+    assert_eq!(change.kind, ChangeKind::ValueUpdate);
     assert!(
         change.diff.as_deref().unwrap().contains("+  - port: 8080"),
         "{change:?}"
     );
     run(&plan(8080), Mode::Apply).await;
     assert_eq!(run(&plan(8080), Mode::Check).await.change_count(), 0);
+}
+
+fn service_plan(notified_by: &[&str]) -> Result<HostPlan, PlanError> {
+    let upload = Resource::Upload {
+        path: "/opt/bin/tool".into(),
+        local: "/nonexistent".into(),
+        sha256: "1".repeat(64),
+        perms: Perms::root(0o755),
+    };
+    let dir = Resource::Directory {
+        path: "/etc/tool".into(),
+        perms: Perms::root(0o755),
+    };
+    HostPlan::new(
+        "local".into(),
+        vec![
+            Task {
+                name: "tool binary".into(),
+                role: "test",
+                resources: vec![upload],
+            },
+            Task {
+                name: "tool service".into(),
+                role: "test",
+                resources: vec![
+                    dir,
+                    Resource::Service {
+                        unit: "tool.service".into(),
+                        notified_by: notified_by.iter().map(|s| s.to_string()).collect(),
+                        ready: None,
+                    },
+                ],
+            },
+        ],
+    )
+}
+
+/// A service restarts when anything of a task that notifies it changes (here a binary),
+/// without listing that binary anywhere; a directory's mode is not an input.
+#[test]
+fn restart_inputs_are_derived_from_the_notifying_tasks() {
+    let resources = |plan: &HostPlan| -> Vec<(usize, Resource)> {
+        plan.tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(t, task)| task.resources.iter().map(move |r| (t, r.clone())))
+            .collect()
+    };
+    let diff = |plan: &HostPlan, facts| {
+        let owned = resources(plan);
+        let borrowed: Vec<(usize, &Resource)> = owned.iter().map(|(t, r)| (*t, r)).collect();
+        diff_all(plan, &borrowed, facts)
+    };
+    let plan = service_plan(&["tool binary", "tool service"]).unwrap();
+    let facts = parse_facts(
+        "KF 0 type file\nKF 0 perms 755 root root\nKF 0 sha 2222\n\
+         KF 1 type dir\nKF 1 perms 700 root root\n\
+         KF 2 enabled enabled\nKF 2 active active\nKF 2 reload no\n",
+    );
+    let changes = diff(&plan, &facts);
+    assert_eq!(
+        changes[2][0].kind,
+        ChangeKind::Restart(RestartReason::InputsChanged(vec![
+            "binary /opt/bin/tool".into()
+        ]))
+    );
+    // Not notified by the binary's task: the same facts plan no restart.
+    let plan = service_plan(&["tool service"]).unwrap();
+    let changes = diff(&plan, &facts);
+    assert!(changes[2].is_empty(), "{:?}", changes[2]);
+}
+
+#[test]
+fn a_service_notified_by_a_missing_or_later_task_is_refused() {
+    let err = service_plan(&["no such task"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "local: service tool.service is notified by task 'no such task', which does not come before it in the same phase"
+    );
 }

@@ -5,37 +5,15 @@
 //! when the bundle carries every image they run. Otherwise the plan says the add-on was
 //! skipped and why: no container registry is reachable here to pull them from.
 
-use serde::Serialize;
 use serde_json::json;
 
-use super::kubernetes::{API_MANIFESTS_DIR, api_object, minor_version};
-use super::network::{first_master, nodes};
-use super::{InstallContext, NotExercised, RoleError, directory, manifest_objects, phase, runtime};
-use crate::engine::{Phase, Task};
+use super::builders::{directory, task};
+use super::{InstallContext, NotExercised, RoleError, phase};
+use crate::cluster::images::addons;
+use crate::cluster::paths::API_MANIFESTS_DIR;
+use crate::engine::Phase;
 
-/// Upstream image references (what a cluster with registry access pulls), by release line.
-#[derive(Debug, Serialize)]
-struct AddonImages {
-    dns: &'static str,
-    dashboard: &'static str,
-    metrics_scraper: &'static str,
-}
-
-fn images(k8s_minor: u32) -> AddonImages {
-    if k8s_minor >= 30 {
-        AddonImages {
-            dns: "registry.k8s.io/coredns/coredns:v1.11.3",
-            dashboard: "docker.io/kubernetesui/dashboard:v2.7.0",
-            metrics_scraper: "docker.io/kubernetesui/metrics-scraper:v1.0.8",
-        }
-    } else {
-        AddonImages {
-            dns: "k8s.gcr.io/coredns:1.7.0",
-            dashboard: "docker.io/kubernetesui/dashboard:v2.1.0",
-            metrics_scraper: "docker.io/kubernetesui/metrics-scraper:v1.0.6",
-        }
-    }
-}
+const ROLE: &str = "addons";
 
 /// The add-ons' phase (possibly empty of objects) and the add-ons left out.
 pub struct AddonsPlan {
@@ -44,12 +22,12 @@ pub struct AddonsPlan {
 }
 
 pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
-    let cluster = &ctx.scenario.cluster;
-    let images = images(minor_version(&cluster.kubernetes_version)?);
-    let all = nodes(ctx)?;
-    let master = first_master(&all)?;
-    let workers: Vec<_> = all.iter().filter(|n| !n.master).collect();
-    let context = json!({ "cluster": cluster, "images": images });
+    let cluster = ctx.cluster;
+    let images = addons(cluster.k8s_minor);
+    let master = cluster
+        .first_master()
+        .expect("a cluster with nodes has a master");
+    let context = json!({ "cluster": cluster.settings, "images": images });
 
     let mut master_resources = vec![directory(API_MANIFESTS_DIR, 0o755)];
     let mut worker_images = Vec::new();
@@ -60,7 +38,7 @@ pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
     ] {
         let path = format!("{API_MANIFESTS_DIR}/{addon}.yaml");
         let (file, objects) =
-            manifest_objects(ctx, &path, &format!("addons/{addon}.yaml"), &context)?;
+            ctx.manifest_objects(&path, &format!("addons/{addon}.yaml"), &context)?;
         master_resources.push(file);
         let missing: Vec<&str> = refs
             .iter()
@@ -68,7 +46,7 @@ pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
             .filter(|r| ctx.bundle.get(&format!("image:{r}")).is_err())
             .collect();
         if missing.is_empty() {
-            master_resources.extend(objects.into_iter().map(api_object));
+            master_resources.extend(objects);
             worker_images.extend(refs);
         } else {
             not_exercised.push(NotExercised {
@@ -84,33 +62,25 @@ pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
 
     let mut image_hosts = Vec::new();
     if !worker_images.is_empty() {
-        for worker in &workers {
+        for worker in cluster.workers() {
             let mut resources = Vec::new();
             for r in &worker_images {
-                resources.extend(runtime::image(ctx, r)?);
+                resources.extend(ctx.image(r)?);
             }
             image_hosts.push((
                 worker.name.clone(),
-                vec![Task {
-                    name: "add-on images".into(),
-                    role: "addons",
-                    resources,
-                }],
+                vec![task(ROLE, "add-on images", resources)],
             ));
         }
     }
     let objects = vec![(
         master.name.clone(),
-        vec![Task {
-            name: "add-ons".into(),
-            role: "addons",
-            resources: master_resources,
-        }],
+        vec![task(ROLE, "add-ons", master_resources)],
     )];
     Ok(AddonsPlan {
         phases: vec![
-            phase("add-on images", image_hosts),
-            phase("add-ons", objects),
+            phase("add-on images", image_hosts)?,
+            phase("add-ons", objects)?,
         ],
         not_exercised,
     })

@@ -1,31 +1,26 @@
-//! The installer's roles: plain functions from inventory + settings to desired resources.
+//! The installer's roles: plain functions from the derived cluster to desired resources.
 //!
 //! Each role returns tasks per host; [`plan`] orders them into phases. Nothing here touches
 //! a host: the engine observes, diffs and applies what the roles describe.
 
 pub mod addons;
+pub mod builders;
 pub mod etcd;
-pub mod flannel_calico;
 pub mod kubernetes;
 pub mod network;
 pub mod runtime;
 
-use std::net::IpAddr;
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::artifacts::{ArtifactError, Bundle};
-use crate::engine::{ApiObject, HostPlan, Perms, Phase, Resource, Task};
-use crate::inventory::Inventory;
-use crate::pki::{IssuedCert, Pki, PkiError};
-use crate::scenario::{PodNetwork, Scenario};
+use crate::cluster::Cluster;
+use crate::engine::{HostPlan, ManifestError, Phase, PlanError, Resource, Task};
+use crate::pki::{Pki, PkiError};
 use crate::templates::{TemplateError, Templates};
 
-/// Everything a role may read.
+/// Everything a role may read: the derived cluster, the PKI, the bundle, the templates.
 pub struct InstallContext<'a> {
-    pub scenario: &'a Scenario,
-    pub inventory: &'a Inventory,
+    pub cluster: &'a Cluster,
     pub pki: &'a Pki,
     pub bundle: &'a Bundle,
     pub templates: &'a Templates,
@@ -39,13 +34,23 @@ pub enum RoleError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    #[error("{0}")]
-    Inventory(String),
-    #[error("{0}")]
-    Settings(String),
     /// A rendered manifest that does not hold Kubernetes objects.
-    #[error("{0}")]
-    Manifest(String),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A static pod's inputs name a task its host does not have (a bug in a role).
+    #[error("no task named '{0}' to derive inputs from")]
+    UnknownTask(String),
+    #[error(
+        "cluster.network {network} needs {} in the artifacts bundle ({bundle}); they cannot be built offline: give the scenario an `artifacts` download_url and pins that carry them, or use network: bridge",
+        missing.join(", ")
+    )]
+    MissingArtifacts {
+        network: &'static str,
+        missing: Vec<String>,
+        bundle: String,
+    },
 }
 
 /// The roles kubeforge knows, as selected by `--tags`.
@@ -66,6 +71,23 @@ pub struct Plan {
     pub not_exercised: Vec<NotExercised>,
 }
 
+impl Plan {
+    /// The content of the file the plan writes at `path` (on the first host that gets it).
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.hosts)
+            .flat_map(|h| &h.tasks)
+            .flat_map(|t| &t.resources)
+            .find_map(|r| match r {
+                Resource::File {
+                    path: p, content, ..
+                } if p == path => Some(content.as_slice()),
+                _ => None,
+            })
+    }
+}
+
 /// The ordered phases of a converge, limited to `tags` (all roles when empty).
 pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
     let wanted = |role: &str| tags.is_empty() || tags.iter().any(|t| t == role);
@@ -75,15 +97,14 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
         phases.extend(etcd::phases(ctx)?);
     }
     // Scenarios without Kubernetes nodes (etcd only) get no Kubernetes phases.
-    let has_nodes = !network::nodes(ctx)?.is_empty();
+    let has_nodes = !ctx.cluster.nodes.is_empty();
     if has_nodes && wanted("runtime") {
         phases.extend(runtime::phases(ctx)?);
     }
     if has_nodes && wanted("network") {
-        phases.extend(network::phases(ctx)?);
-        if ctx.scenario.cluster.network == PodNetwork::Bridge {
-            not_exercised.push(flannel_calico::not_exercised());
-        }
+        let network = network::plan(ctx)?;
+        phases.extend(network.phases);
+        not_exercised.extend(network.not_exercised);
     }
     if has_nodes && wanted("kubernetes") {
         phases.extend(kubernetes::phases(ctx)?);
@@ -99,110 +120,17 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
     })
 }
 
-impl InstallContext<'_> {
-    /// A file rendered from `template` with `context`.
-    pub fn template(
-        &self,
-        path: &str,
-        template: &str,
-        context: &impl Serialize,
-        mode: u32,
-    ) -> Result<Resource, RoleError> {
-        let text = self.templates.render(template, context)?;
-        Ok(rendered_file(path, template, text, mode))
-    }
-
-    /// A binary from the bundle, installed under /opt/bin (CoreOS keeps /usr read-only).
-    pub fn binary(&self, name: &str) -> Result<Resource, RoleError> {
-        let (local, artifact) = self.bundle.get(name)?;
-        Ok(Resource::Upload {
-            path: format!("/opt/bin/{name}"),
-            local,
-            sha256: artifact.sha256.clone(),
-            perms: Perms::root(0o755),
-        })
-    }
-
-    pub fn address(&self, host: &str) -> Result<IpAddr, RoleError> {
-        self.inventory
-            .get(host)
-            .map(|h| h.address)
-            .ok_or_else(|| RoleError::Inventory(format!("host '{host}' is not in the inventory")))
-    }
-}
-
-/// A manifest rendered to `path` (on a master: for the user, and pinned by snapshots) and
-/// its objects, which kubectl creates or updates only where they differ from the live ones.
-pub fn manifest_objects(
-    ctx: &InstallContext,
-    path: &str,
-    template: &str,
-    context: &impl Serialize,
-) -> Result<(Resource, Vec<ApiObject>), RoleError> {
-    let text = ctx.templates.render(template, context)?;
-    let objects = ApiObject::from_manifest(&format!("{template} (for {path})"), &text)
-        .map_err(RoleError::Manifest)?;
-    Ok((rendered_file(path, template, text, 0o644), objects))
-}
-
-fn rendered_file(path: &str, template: &str, text: String, mode: u32) -> Resource {
-    Resource::File {
-        path: path.to_string(),
-        content: text.into_bytes(),
-        perms: Perms::root(mode),
-        secret: false,
-        origin: Some(template.to_string()),
-    }
-}
-
-/// A certificate and its key as two files (`<stem>.pem`, `<stem>-key.pem`) in `dir`.
-pub fn cert_files(dir: &str, stem: &str, cert: &IssuedCert) -> Vec<Resource> {
-    vec![
-        Resource::File {
-            path: format!("{dir}/{stem}.pem"),
-            content: cert.cert_pem.clone().into_bytes(),
-            perms: Perms::root(0o644),
-            secret: false,
-            origin: None,
-        },
-        Resource::File {
-            path: format!("{dir}/{stem}-key.pem"),
-            content: cert.key_pem.expose().as_bytes().to_vec(),
-            perms: Perms::root(0o600),
-            secret: true,
-            origin: None,
-        },
-    ]
-}
-
-/// The CA certificate (never its key) as a file.
-pub fn ca_file(path: &str, pki: &Pki) -> Resource {
-    Resource::File {
-        path: path.to_string(),
-        content: pki.ca_cert_pem().as_bytes().to_vec(),
-        perms: Perms::root(0o644),
-        secret: false,
-        origin: None,
-    }
-}
-
-pub fn directory(path: &str, mode: u32) -> Resource {
-    Resource::Directory {
-        path: path.to_string(),
-        perms: Perms::root(mode),
-    }
-}
-
-/// Builds a phase from per-host task lists, dropping hosts with nothing to do.
-pub fn phase(name: &str, hosts: Vec<(String, Vec<Task>)>) -> Phase {
-    Phase {
+/// Builds a phase from per-host task lists, dropping hosts with nothing to do; each host's
+/// services must be notified by tasks that exist (see [`HostPlan::new`]).
+pub fn phase(name: &str, hosts: Vec<(String, Vec<Task>)>) -> Result<Phase, RoleError> {
+    Ok(Phase {
         name: name.to_string(),
         hosts: hosts
             .into_iter()
             .filter(|(_, tasks)| !tasks.is_empty())
-            .map(|(host, tasks)| HostPlan { host, tasks })
-            .collect(),
-    }
+            .map(|(host, tasks)| HostPlan::new(host, tasks))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// Every rendered (templated) file of a plan, with the host it is for.
@@ -243,6 +171,7 @@ pub fn templates_dir(project_root: &Path) -> std::path::PathBuf {
 pub(crate) mod test_support {
     use super::InstallContext;
     use crate::artifacts::{Artifact, Bundle};
+    use crate::cluster::Cluster;
     use crate::inventory::Inventory;
     use crate::pki::Pki;
     use crate::scenario::Scenario;
@@ -272,13 +201,12 @@ pub(crate) mod test_support {
     pub fn with_context<R>(path: &str, bundle: &Bundle, f: impl FnOnce(&InstallContext) -> R) -> R {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let scenario = Scenario::load("test", &root.join(path)).unwrap();
-        let inventory = Inventory::planned(&scenario);
+        let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
         let pki_dir = tempfile::tempdir().unwrap();
         let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
         let templates = Templates::load(&super::templates_dir(root)).unwrap();
         f(&InstallContext {
-            scenario: &scenario,
-            inventory: &inventory,
+            cluster: &cluster,
             pki: &pki,
             bundle,
             templates: &templates,

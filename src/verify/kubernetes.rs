@@ -1,11 +1,13 @@
 //! Smoke tests of the Kubernetes cluster, run with the admin kubeconfig on the first master
-//! (and, for pod traffic, inside pod network namespaces on the workers).
+//! (and, for pod traffic, inside pod network namespaces on the workers). Everything they
+//! expect comes from the derived [`Cluster`].
 
 use super::{Check, Expect};
-use crate::inventory::{Host, Inventory};
-use crate::roles::kubernetes::{SSL_DIR, kubectl};
-use crate::roles::runtime::{GUESTBOOK_FRONTEND_IMAGE, PAUSE_IMAGE, REDIS_IMAGE, ctr};
-use crate::scenario::{Group, Scenario, cidr_nth, parse_cidr};
+use crate::cluster::commands::{ctr, kubectl};
+use crate::cluster::images::{GUESTBOOK_FRONTEND, PAUSE, REDIS};
+use crate::cluster::paths::K8S_SSL_DIR;
+use crate::cluster::{Cluster, Node};
+use crate::scenario::{cidr_nth, parse_cidr};
 
 /// Name prefix of the throwaway pods of the cross-node traffic check.
 const PROBE: &str = "kubeforge-probe";
@@ -18,15 +20,11 @@ const GUESTBOOK: &str = "kubeforge-guestbook";
 /// and frontend Services: without cluster DNS the pods are told these addresses.
 const GUESTBOOK_SERVICE_OFFSETS: [u32; 3] = [201, 202, 203];
 
-fn is_node(h: &&Host) -> bool {
-    h.in_group(Group::KubeMaster) || h.in_group(Group::KubeWorker)
-}
-
 /// A request without credentials must be refused with 401, not served. socat speaks TLS
 /// (verifying the server against the cluster CA) without presenting a client certificate.
 fn refuses_anonymous(address: &str, path: &str) -> String {
     format!(
-        "status=$(printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | socat -T5 - OPENSSL:{address},cafile={SSL_DIR}/ca.pem 2>&1 | head -n 1 | tr -d '\\r'); case \"$status\" in *' 401 '*) echo refused ;; *) echo \"answered: $status\" ;; esac"
+        "status=$(printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | socat -T5 - OPENSSL:{address},cafile={K8S_SSL_DIR}/ca.pem 2>&1 | head -n 1 | tr -d '\\r'); case \"$status\" in *' 401 '*) echo refused ;; *) echo \"answered: $status\" ;; esac"
     )
 }
 
@@ -38,17 +36,17 @@ fn pod_pid(pod: &str) -> String {
     )
 }
 
-pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
+pub fn checks(cluster: &Cluster) -> Vec<Check> {
     let mut out = Vec::new();
-    let Some(master) = inventory.group(Group::KubeMaster).next() else {
+    let Some(master) = cluster.first_master() else {
         return out;
     };
-    let nodes: Vec<&Host> = inventory.hosts.iter().filter(is_node).collect();
+    let nodes = &cluster.nodes;
     let k = kubectl();
     let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
         Check::new(&master.name, name, command, expect, attempts)
     };
-    let port = scenario.cluster.apiserver_port;
+    let port = cluster.settings.apiserver_port;
     out.push(on_master(
         "kube-apiserver healthy over TLS".into(),
         format!("{k} get --raw /healthz"),
@@ -65,7 +63,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
         Expect::Output(ready.join("\n")),
         120,
     ));
-    let masters: Vec<&Host> = inventory.group(Group::KubeMaster).collect();
+    let masters: Vec<&Node> = cluster.masters().collect();
     for m in &masters {
         out.push(on_master(
             format!("{} registered with the NoSchedule master taint", m.name),
@@ -88,7 +86,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
             pods.push(format!("{c}-{}", m.name));
         }
     }
-    for n in &nodes {
+    for n in nodes {
         pods.push(format!("kube-proxy-{}", n.name));
     }
     let phases = pods
@@ -111,7 +109,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
         Expect::Output("refused".into()),
         3,
     ));
-    for n in &nodes {
+    for n in nodes {
         out.push(on_master(
             format!("kubelet on {} refuses anonymous requests", n.name),
             refuses_anonymous(&format!("{}:10250", n.address), "/pods"),
@@ -132,13 +130,13 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
     // Two workers: a pod on each (scheduled by nodeSelector) and a Service in front of the
     // second one at a fixed ClusterIP. A TCP connection from the first pod through the
     // Service (kube-proxy) must arrive at the other node from the first pod's own address.
-    let workers: Vec<&Host> = inventory.group(Group::KubeWorker).collect();
-    let service_ip = parse_cidr(&scenario.cluster.service_range)
+    let workers: Vec<&Node> = cluster.workers().collect();
+    let service_ip = parse_cidr(&cluster.settings.service_range)
         .ok()
         .filter(|(_, prefix)| *prefix <= 24)
         .map(|net| cidr_nth(net, PROBE_SERVICE_OFFSET));
     if let ([a, b, ..], Some(service_ip)) = (workers.as_slice(), service_ip) {
-        let pod = |w: &Host, suffix: &str| {
+        let pod = |w: &Node, suffix: &str| {
             serde_json::json!({
                 "apiVersion": "v1",
                 "kind": "Pod",
@@ -150,7 +148,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
                 "spec": {
                     "nodeSelector": { "kubernetes.io/hostname": w.name },
                     "terminationGracePeriodSeconds": 0,
-                    "containers": [{ "name": "pause", "image": PAUSE_IMAGE, "imagePullPolicy": "Never" }],
+                    "containers": [{ "name": "pause", "image": PAUSE, "imagePullPolicy": "Never" }],
                 },
             })
         };
@@ -209,7 +207,7 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
         ));
     }
     if let [a, b, ..] = workers.as_slice() {
-        out.extend(guestbook(scenario, master, a, b));
+        out.extend(guestbook(cluster, master, a, b));
     }
     out
 }
@@ -218,8 +216,8 @@ pub fn checks(scenario: &Scenario, inventory: &Inventory) -> Vec<Check> {
 /// follower replicating from it and a frontend Deployment (writing to the leader, reading
 /// from the follower) on worker `b`, each behind a Service at a fixed ClusterIP.
 /// Its objects are removed before (leftovers of an interrupted run) and after.
-fn guestbook(scenario: &Scenario, master: &Host, a: &Host, b: &Host) -> Vec<Check> {
-    let Ok(net) = parse_cidr(&scenario.cluster.service_range) else {
+fn guestbook(cluster: &Cluster, master: &Node, a: &Node, b: &Node) -> Vec<Check> {
+    let Ok(net) = parse_cidr(&cluster.settings.service_range) else {
         return Vec::new();
     };
     if net.1 > 24 {
@@ -232,7 +230,7 @@ fn guestbook(scenario: &Scenario, master: &Host, a: &Host, b: &Host) -> Vec<Chec
         Check::new(&master.name, name, command, expect, attempts)
     };
     let labels = |role: &str| serde_json::json!({ "app": GUESTBOOK, "role": role });
-    let redis = |role: &str, node: &Host, command: Vec<String>| {
+    let redis = |role: &str, node: &Node, command: Vec<String>| {
         serde_json::json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -242,7 +240,7 @@ fn guestbook(scenario: &Scenario, master: &Host, a: &Host, b: &Host) -> Vec<Chec
                 "terminationGracePeriodSeconds": 0,
                 "containers": [{
                     "name": "redis",
-                    "image": REDIS_IMAGE,
+                    "image": REDIS,
                     "imagePullPolicy": "Never",
                     "command": command,
                     "ports": [{ "containerPort": 6379 }],
@@ -279,7 +277,7 @@ fn guestbook(scenario: &Scenario, master: &Host, a: &Host, b: &Host) -> Vec<Chec
                     "terminationGracePeriodSeconds": 0,
                     "containers": [{
                         "name": "frontend",
-                        "image": GUESTBOOK_FRONTEND_IMAGE,
+                        "image": GUESTBOOK_FRONTEND,
                         "imagePullPolicy": "Never",
                         "env": [
                             { "name": "REDIS_LEADER_HOST", "value": leader_ip },

@@ -1,0 +1,295 @@
+//! The cluster as the installer sees it, derived once from the scenario and the inventory:
+//! etcd members and their endpoints, Kubernetes nodes in order with their pod CIDRs, the
+//! masters, the API server URL, the pod network and what it writes to etcd.
+//!
+//! Roles, verify and the report read this value; nothing recomputes it. Well-known paths on
+//! the hosts ([`paths`]), the command lines that reach etcd, the API and containerd
+//! ([`commands`]) and image references ([`images`]) live beside it, so verify never reaches
+//! into a role for them.
+
+pub mod commands;
+pub mod images;
+pub mod paths;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+
+use crate::inventory::Inventory;
+use crate::scenario::{ClusterSettings, Group, PodNetwork, Scenario, cidr_nth, parse_cidr};
+
+/// Prefix length of each node's pod CIDR.
+pub const NODE_CIDR_PREFIX: u8 = 24;
+/// The seeds' flannel network configuration key (their etcd smoke test looks for it).
+pub const NETWORK_KEY: &str = "/coreos.com/network/config";
+
+/// A scenario whose cluster cannot be laid out on its hosts.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster.{setting}: {message}")]
+    Setting {
+        setting: &'static str,
+        message: String,
+    },
+    #[error(
+        "cluster.pod_network {network} holds {available} /{NODE_CIDR_PREFIX} node networks, the scenario has {nodes} Kubernetes nodes"
+    )]
+    PodNetworkTooSmall {
+        network: String,
+        available: u64,
+        nodes: usize,
+    },
+    #[error("no host in group 'etcd': the cluster needs at least one etcd member")]
+    NoEtcd,
+    #[error("no host in group 'kube-master': Kubernetes nodes need a master")]
+    NoMaster,
+}
+
+/// One etcd member.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+impl Member {
+    /// The member's client URL.
+    pub fn client_url(&self, port: u16) -> String {
+        format!("https://{}:{port}", self.address)
+    }
+}
+
+/// A Kubernetes node (master or worker) and the pod CIDR kubeforge gave it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub address: IpAddr,
+    pub pod_cidr: String,
+    pub master: bool,
+}
+
+/// The derived cluster: every fact the roles and verify share.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub settings: ClusterSettings,
+    /// `v1.20.2` -> 20: templates keep flags that changed across releases behind it.
+    pub k8s_minor: u32,
+    /// etcd members in inventory order.
+    pub etcd: Vec<Member>,
+    /// Client URLs of every member, comma-separated (etcdctl, the API server).
+    pub etcd_endpoints: String,
+    /// Kubernetes nodes in inventory order; the n-th has the n-th /24 of the pod network.
+    pub nodes: Vec<Node>,
+    /// Where every kubelet, kube-proxy and kubectl reaches the API: the first master.
+    /// `None` for scenarios without Kubernetes nodes.
+    pub apiserver_url: Option<String>,
+    /// The `kubernetes` Service's ClusterIP: the first address of the service range (a name
+    /// in the API server certificate).
+    pub kubernetes_service_ip: Ipv4Addr,
+    /// What the etcd role writes to [`NETWORK_KEY`] and verify reads back.
+    pub network_config: serde_json::Value,
+}
+
+impl Cluster {
+    /// Derives the cluster from a scenario and the hosts its driver created (or planned).
+    pub fn derive(scenario: &Scenario, inventory: &Inventory) -> Result<Cluster, ClusterError> {
+        let settings = scenario.cluster.clone();
+        let k8s_minor = minor_version(&settings.kubernetes_version)?;
+        let etcd: Vec<Member> = inventory
+            .group(Group::Etcd)
+            .map(|h| Member {
+                name: h.name.clone(),
+                address: h.address,
+            })
+            .collect();
+        if etcd.is_empty() {
+            return Err(ClusterError::NoEtcd);
+        }
+        let etcd_endpoints = etcd
+            .iter()
+            .map(|m| m.client_url(settings.etcd.client_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = node_networks(&settings.pod_network, inventory)?;
+        let apiserver_url = match nodes.iter().find(|n| n.master) {
+            Some(m) => Some(format!("https://{}:{}", m.address, settings.apiserver_port)),
+            None if nodes.is_empty() => None,
+            None => return Err(ClusterError::NoMaster),
+        };
+        let service =
+            parse_cidr(&settings.service_range).map_err(|message| ClusterError::Setting {
+                setting: "service_range",
+                message,
+            })?;
+        let network_config = serde_json::json!({
+            "Network": settings.pod_network,
+            "Backend": { "Type": match settings.network {
+                PodNetwork::Bridge => "host-gw",
+                PodNetwork::FlannelCalico => "vxlan",
+            } },
+        });
+        Ok(Cluster {
+            k8s_minor,
+            etcd,
+            etcd_endpoints,
+            nodes,
+            apiserver_url,
+            kubernetes_service_ip: cidr_nth(service, 1),
+            network_config,
+            settings,
+        })
+    }
+
+    pub fn masters(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.master)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| !n.master)
+    }
+
+    /// The master that holds the objects kubeforge keeps in the API; `None` without nodes.
+    pub fn first_master(&self) -> Option<&Node> {
+        self.masters().next()
+    }
+
+    /// The API server URL; only asked for by roles that run on Kubernetes nodes, which
+    /// exist only together with a master (checked by [`Cluster::derive`]).
+    pub fn apiserver_url(&self) -> &str {
+        self.apiserver_url
+            .as_deref()
+            .expect("a cluster with Kubernetes nodes has a master")
+    }
+
+    /// The image of a Kubernetes component at the scenario's version.
+    pub fn component_image(&self, component: &str) -> String {
+        images::component(component, &self.settings.kubernetes_version)
+    }
+}
+
+/// `v1.20.2` -> 20.
+pub fn minor_version(version: &str) -> Result<u32, ClusterError> {
+    version
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| ClusterError::Setting {
+            setting: "kubernetes_version",
+            message: format!("'{version}' is not of the form v1.<minor>.<patch>"),
+        })
+}
+
+/// Every Kubernetes node in inventory order; the n-th gets the n-th /24 of the pod network,
+/// so the assignment is stable as long as the scenario's host order is.
+fn node_networks(network: &str, inventory: &Inventory) -> Result<Vec<Node>, ClusterError> {
+    let (base, prefix) = parse_cidr(network).map_err(|message| ClusterError::Setting {
+        setting: "pod_network",
+        message,
+    })?;
+    let hosts: Vec<_> = inventory
+        .hosts
+        .iter()
+        .filter(|h| h.in_group(Group::KubeMaster) || h.in_group(Group::KubeWorker))
+        .collect();
+    let available = if prefix > NODE_CIDR_PREFIX {
+        0
+    } else {
+        1u64 << (NODE_CIDR_PREFIX - prefix)
+    };
+    if hosts.len() as u64 > available {
+        return Err(ClusterError::PodNetworkTooSmall {
+            network: network.to_string(),
+            available,
+            nodes: hosts.len(),
+        });
+    }
+    Ok(hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let net = Ipv4Addr::from(u32::from(base) + ((i as u32) << (32 - NODE_CIDR_PREFIX)));
+            Node {
+                name: h.name.clone(),
+                address: h.address,
+                pod_cidr: format!("{net}/{NODE_CIDR_PREFIX}"),
+                master: h.in_group(Group::KubeMaster),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(text: &str) -> Scenario {
+        Scenario::parse("t", Path::new("scenarios/t/scenario.yml"), text).unwrap()
+    }
+
+    const DEFAULT: &str = "platforms:
+  - {name: etcd-01, groups: [etcd]}
+  - {name: kube-master-01, groups: [kube-master]}
+  - {name: kube-worker-01, groups: [kube-worker]}
+  - {name: kube-worker-02, groups: [kube-worker]}
+";
+
+    #[test]
+    fn nodes_get_pod_cidrs_in_host_order_and_the_first_master_serves_the_api() {
+        let s = scenario(DEFAULT);
+        let c = Cluster::derive(&s, &Inventory::planned(&s)).unwrap();
+        let cidrs: Vec<(&str, &str, bool)> = c
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.pod_cidr.as_str(), n.master))
+            .collect();
+        assert_eq!(
+            cidrs,
+            [
+                ("kube-master-01", "10.2.0.0/24", true),
+                ("kube-worker-01", "10.2.1.0/24", false),
+                ("kube-worker-02", "10.2.2.0/24", false),
+            ]
+        );
+        assert_eq!(c.apiserver_url(), "https://192.0.2.111:6443");
+        assert_eq!(c.etcd_endpoints, "https://192.0.2.101:2379");
+        assert_eq!(c.kubernetes_service_ip, Ipv4Addr::new(10, 3, 0, 1));
+        assert_eq!(c.k8s_minor, 20);
+        assert_eq!(
+            c.network_config.to_string(),
+            r#"{"Backend":{"Type":"host-gw"},"Network":"10.2.0.0/16"}"#
+        );
+        assert_eq!(c.workers().count(), 2);
+    }
+
+    #[test]
+    fn the_network_config_follows_the_pod_network_option() {
+        let s = scenario(&format!("{DEFAULT}cluster: {{network: flannel-calico}}\n"));
+        let c = Cluster::derive(&s, &Inventory::planned(&s)).unwrap();
+        assert_eq!(c.network_config["Backend"]["Type"], "vxlan");
+    }
+
+    #[test]
+    fn layouts_that_cannot_work_are_refused() {
+        let s = scenario(&format!("{DEFAULT}cluster: {{pod_network: 10.2.0.0/23}}\n"));
+        let e = Cluster::derive(&s, &Inventory::planned(&s)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cluster.pod_network 10.2.0.0/23 holds 2 /24 node networks, the scenario has 3 Kubernetes nodes"
+        );
+        let s = scenario(&DEFAULT.replace("[kube-master]", "[kube-worker]"));
+        let e = Cluster::derive(&s, &Inventory::planned(&s)).unwrap_err();
+        assert!(matches!(e, ClusterError::NoMaster), "{e}");
+        let s = scenario("platforms:\n  - {name: etcd-01, groups: [etcd]}\n");
+        let c = Cluster::derive(&s, &Inventory::planned(&s)).unwrap();
+        assert!(c.nodes.is_empty() && c.apiserver_url.is_none());
+    }
+
+    #[test]
+    fn minor_version_parses_and_rejects() {
+        assert_eq!(minor_version("v1.20.2").unwrap(), 20);
+        assert_eq!(minor_version("1.31.0").unwrap(), 31);
+        assert!(minor_version("latest").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The open SSH sessions of a run, one per host, opened once and shared by every step.
+//! Host keys are pinned on first contact; the pins and a `known_hosts` for `login` are
+//! written only when they change.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::inventory::{Host, Inventory};
+use crate::ssh::{ClientKey, HostKeyPins, SshError, SshOptions, SshSession, SshTarget};
+use crate::state::{StateDir, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}: SSH key for the existing hosts not found")]
+    MissingKey(PathBuf),
+    #[error("unknown host '{host}' (hosts: {known})")]
+    UnknownHost { host: String, known: String },
+}
+
+/// Sessions by host name.
+#[derive(Default)]
+pub struct Connections {
+    sessions: BTreeMap<String, SshSession>,
+}
+
+impl Connections {
+    /// Opens a session to every host of `inventory` that has none yet.
+    pub async fn connect_all(
+        &mut self,
+        inventory: &Inventory,
+        state_dir: &StateDir,
+    ) -> Result<(), ConnectionError> {
+        let todo: Vec<&Host> = inventory
+            .hosts
+            .iter()
+            .filter(|h| !self.sessions.contains_key(&h.name))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let key = match &inventory.ssh_key {
+            // The user's key must exist: never generate one in their place.
+            Some(path) if !path.exists() => return Err(ConnectionError::MissingKey(path.clone())),
+            Some(path) => ClientKey::load_or_generate(path)?,
+            None => ClientKey::load_or_generate(&state_dir.ssh_key())?,
+        };
+        let loaded = HostKeyPins::load(&state_dir.host_key_pins())?;
+        let pins = Arc::new(Mutex::new(loaded.clone()));
+        let opts = SshOptions::default();
+        let results = futures::future::join_all(todo.iter().map(|h| {
+            let target = SshTarget {
+                host: h.name.clone(),
+                address: h.ssh_address,
+                port: h.ssh_port,
+                user: h.user.clone(),
+            };
+            let (key, pins, opts) = (&key, pins.clone(), &opts);
+            async move { SshSession::connect(&target, key, pins, opts).await }
+        }))
+        .await;
+        let pins = pins.lock().expect("pins lock").clone();
+        if pins != loaded {
+            pins.save(&state_dir.host_key_pins())?;
+        }
+        let addresses: Vec<_> = inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.ssh_address, h.ssh_port))
+            .collect();
+        let known_hosts = pins.known_hosts_lines(&addresses);
+        if std::fs::read_to_string(state_dir.known_hosts()).ok() != Some(known_hosts.clone()) {
+            crate::state::write_atomic(&state_dir.known_hosts(), known_hosts.as_bytes(), 0o644)?;
+        }
+        for (h, r) in todo.iter().zip(results) {
+            self.sessions.insert(h.name.clone(), r?);
+        }
+        Ok(())
+    }
+
+    /// The open session to `host`.
+    pub fn session(&self, host: &str) -> Result<SshSession, ConnectionError> {
+        self.sessions
+            .get(host)
+            .cloned()
+            .ok_or_else(|| ConnectionError::UnknownHost {
+                host: host.to_string(),
+                known: self.sessions.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Closes every session (before the hosts go away).
+    pub async fn close_all(&mut self) {
+        for (_, s) in std::mem::take(&mut self.sessions) {
+            s.close().await;
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Certificates and kubeconfigs: the cluster CA on every node, each component's client or
+//! server certificate, the service-account key pair and the admin kubeconfig on masters.
+//! One task per component, so that what a component reads is one task its service or static
+//! pod is notified by.
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::ROLE;
+use crate::cluster::Node;
+use crate::cluster::paths::{ADMIN_KUBECONFIG, K8S_DIR, K8S_SSL_DIR, k8s_cert};
+use crate::engine::Task;
+use crate::pki::{self, CertSpec};
+use crate::roles::builders::{cert_files, directory, plain_file, secret_file, task};
+use crate::roles::{InstallContext, RoleError};
+
+pub(super) const CLUSTER_CA: &str = "cluster CA";
+pub(super) const KUBELET: &str = "kubelet credentials";
+pub(super) const KUBE_PROXY: &str = "kube-proxy credentials";
+pub(super) const APISERVER: &str = "kube-apiserver credentials";
+pub(super) const SERVICE_ACCOUNT: &str = "service account key pair";
+pub(super) const CONTROLLER_MANAGER: &str = "controller-manager credentials";
+pub(super) const SCHEDULER: &str = "scheduler credentials";
+
+pub(super) const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.kubeconfig";
+pub(super) const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.kubeconfig";
+
+/// The kubeconfig of a control-plane component, which talks to its own master's apiserver.
+pub(super) fn component_kubeconfig(stem: &str) -> String {
+    format!("{K8S_DIR}/{stem}.kubeconfig")
+}
+
+pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleError> {
+    let server = ctx.cluster.apiserver_url();
+    // On the node a certificate's files are named by its stem (`kubelet.pem`), which is
+    // the spec's name except for per-node certificates (`kubelet-<node>` in the PKI).
+    let certs = |specs: &[(&str, CertSpec)]| -> Result<Vec<_>, RoleError> {
+        let mut files = Vec::new();
+        for (stem, spec) in specs {
+            files.extend(cert_files(K8S_SSL_DIR, stem, &ctx.pki.ensure(spec)?));
+        }
+        Ok(files)
+    };
+    let with_kubeconfig = |stem: &str, spec: CertSpec, path: &str, user: &str, server: &str| {
+        let mut files = certs(&[(stem, spec)])?;
+        files.push(ctx.kubeconfig(path, user, stem, server)?);
+        Ok::<_, RoleError>(files)
+    };
+
+    let mut tasks = vec![
+        task(
+            ROLE,
+            CLUSTER_CA,
+            vec![
+                directory(K8S_DIR, 0o755),
+                directory(K8S_SSL_DIR, 0o700),
+                ctx.ca_file(&k8s_cert("ca")),
+            ],
+        ),
+        task(
+            ROLE,
+            KUBELET,
+            with_kubeconfig(
+                "kubelet",
+                pki::kubelet_spec(&node.name, node.address),
+                KUBELET_KUBECONFIG,
+                &format!("system:node:{}", node.name),
+                server,
+            )?,
+        ),
+        task(
+            ROLE,
+            KUBE_PROXY,
+            with_kubeconfig(
+                "kube-proxy",
+                pki::kube_proxy_spec(),
+                KUBE_PROXY_KUBECONFIG,
+                "system:kube-proxy",
+                server,
+            )?,
+        ),
+    ];
+    if !node.master {
+        return Ok(tasks);
+    }
+
+    let cluster = ctx.cluster;
+    let masters: Vec<&Node> = cluster.masters().collect();
+    let apiserver = pki::apiserver_spec(
+        cluster.kubernetes_service_ip.into(),
+        &masters.iter().map(|m| m.address).collect::<Vec<_>>(),
+        &masters.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+    );
+    let (sa_key, sa_pub) = ctx.pki.service_account_keypair()?;
+    // Components on the master talk to their own apiserver.
+    let local = format!(
+        "https://{}:{}",
+        node.address, cluster.settings.apiserver_port
+    );
+    tasks.extend([
+        task(
+            ROLE,
+            APISERVER,
+            certs(&[
+                ("apiserver", apiserver),
+                (
+                    "apiserver-kubelet-client",
+                    pki::apiserver_kubelet_client_spec(),
+                ),
+                (
+                    "apiserver-etcd-client",
+                    pki::etcd_client_spec("apiserver-etcd-client"),
+                ),
+            ])?,
+        ),
+        task(
+            ROLE,
+            SERVICE_ACCOUNT,
+            vec![
+                secret_file(
+                    &format!("{K8S_SSL_DIR}/sa-key.pem"),
+                    sa_key.expose().as_bytes(),
+                    None,
+                ),
+                plain_file(&format!("{K8S_SSL_DIR}/sa.pub"), sa_pub.as_bytes()),
+            ],
+        ),
+        task(
+            ROLE,
+            CONTROLLER_MANAGER,
+            with_kubeconfig(
+                "controller-manager",
+                pki::controller_manager_spec(),
+                &component_kubeconfig("controller-manager"),
+                "system:kube-controller-manager",
+                &local,
+            )?,
+        ),
+        task(
+            ROLE,
+            SCHEDULER,
+            with_kubeconfig(
+                "scheduler",
+                pki::scheduler_spec(),
+                &component_kubeconfig("scheduler"),
+                "system:kube-scheduler",
+                &local,
+            )?,
+        ),
+        task(
+            ROLE,
+            "admin kubeconfig",
+            vec![secret_file(
+                ADMIN_KUBECONFIG,
+                admin_kubeconfig(ctx)?.as_bytes(),
+                Some("kubernetes/admin-kubeconfig"),
+            )],
+        ),
+    ]);
+    Ok(tasks)
+}
+
+/// The cluster-admin kubeconfig (certificates embedded): written to each master, and by the
+/// converge step to the control machine. Contains a private key: never log it.
+fn admin_kubeconfig(ctx: &InstallContext) -> Result<String, RoleError> {
+    let admin = ctx.pki.ensure(&pki::admin_spec())?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let t = json!({
+        "cluster_name": ctx.cluster.settings.name,
+        "server": ctx.cluster.apiserver_url(),
+        "ca_data": b64(ctx.pki.ca_cert_pem()),
+        "cert_data": b64(&admin.cert_pem),
+        "key_data": b64(admin.key_pem.expose()),
+    });
+    Ok(ctx.templates.render("kubernetes/admin-kubeconfig", &t)?)
+}

@@ -1,0 +1,191 @@
+//! `converge`: the installer's plan, phase by phase over the hosts (hosts of a phase run
+//! concurrently); in check mode only the plan, with diffs. Apply mode also writes the admin
+//! kubeconfig for `kubeforge kubectl` and reports what the plan leaves out.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::{StepError, StepOutcome, SubCase, Workspace};
+use crate::cluster::paths::ADMIN_KUBECONFIG;
+use crate::connections::Connections;
+use crate::engine::{self, HostReport, Mode};
+use crate::report::CaseOutcome;
+use crate::roles::NotExercised;
+use crate::state::ScenarioState;
+
+/// What a converge did (or, in check mode, would do) on every host.
+pub struct ConvergeOutput {
+    pub mode: Mode,
+    pub hosts: Vec<HostReport>,
+    pub not_exercised: Vec<NotExercised>,
+}
+
+impl ConvergeOutput {
+    pub fn changes(&self) -> usize {
+        self.hosts.iter().map(HostReport::change_count).sum()
+    }
+
+    /// SSH round trips per host, over all phases.
+    pub fn round_trips(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for h in &self.hosts {
+            *out.entry(h.host.clone()).or_default() += h.round_trips;
+        }
+        out
+    }
+
+    fn verb(&self) -> &'static str {
+        match self.mode {
+            Mode::Apply => "applied",
+            Mode::Check => "planned",
+        }
+    }
+}
+
+pub async fn run(
+    ws: &Workspace,
+    state: &ScenarioState,
+    connections: &mut Connections,
+    mode: Mode,
+    tags: &[String],
+) -> Result<ConvergeOutput, StepError> {
+    let inventory = state
+        .inventory
+        .clone()
+        .ok_or_else(|| StepError::NotCreated(ws.scenario.name.clone()))?;
+    connections.connect_all(&inventory, &ws.state_dir).await?;
+    let pki = ws.pki()?;
+    let (plan, _) = ws.plan(&inventory, &pki, tags)?;
+    let mut hosts = Vec::new();
+    for phase in &plan.phases {
+        let start = Instant::now();
+        let sessions = phase
+            .hosts
+            .iter()
+            .map(|hp| connections.session(&hp.host))
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = futures::future::join_all(
+            phase
+                .hosts
+                .iter()
+                .zip(sessions)
+                .map(|(hp, s)| async move { engine::run_host(&s, hp, mode).await }),
+        )
+        .await;
+        let reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let changed: usize = reports.iter().map(HostReport::change_count).sum();
+        let verb = if mode == Mode::Apply {
+            "applied"
+        } else {
+            "planned"
+        };
+        ws.say(format!(
+            "phase '{}': {changed} change(s) {verb} in {:.1}s",
+            phase.name,
+            start.elapsed().as_secs_f64()
+        ));
+        let text = describe_changes(&reports, mode == Mode::Check);
+        if !text.is_empty() {
+            // Check mode shows the plan; -v shows what apply changed.
+            match mode {
+                Mode::Check => ws.log.info(text),
+                Mode::Apply => ws.log.verbose(text),
+            }
+        }
+        hosts.extend(reports);
+    }
+    if mode == Mode::Apply
+        && let Some(kubeconfig) = plan.file(ADMIN_KUBECONFIG)
+    {
+        write_admin_kubeconfig(ws, kubeconfig)?;
+    }
+    let output = ConvergeOutput {
+        mode,
+        hosts,
+        not_exercised: if mode == Mode::Apply {
+            plan.not_exercised
+        } else {
+            Vec::new()
+        },
+    };
+    for item in &output.not_exercised {
+        ws.say(format!("not exercised: {}: {}", item.what, item.reason));
+    }
+    ws.say(StepOutcome::from(&output).summary);
+    Ok(output)
+}
+
+/// The admin kubeconfig the masters get (it embeds the admin key: 0600), on the control
+/// machine for `kubeforge kubectl`.
+fn write_admin_kubeconfig(ws: &Workspace, kubeconfig: &[u8]) -> Result<(), StepError> {
+    let path = ws.state_dir.kubeconfig();
+    crate::state::write_atomic(&path, kubeconfig, 0o600)?;
+    ws.say(format!(
+        "kubectl access: `kubeforge kubectl {} -- get nodes` or export KUBECONFIG={}",
+        ws.scenario.name,
+        path.display()
+    ));
+    Ok(())
+}
+
+/// Per host and task: each planned change, with diffs when `diffs`.
+pub fn describe_changes(hosts: &[HostReport], diffs: bool) -> String {
+    let mut out = String::new();
+    for h in hosts {
+        for t in &h.tasks {
+            for c in &t.changes {
+                out.push_str(&format!(
+                    "  {} | {} | {}: {}\n",
+                    h.host,
+                    t.task,
+                    c.resource,
+                    c.summary()
+                ));
+                if diffs && let Some(d) = &c.diff {
+                    for line in d.lines() {
+                        out.push_str("      ");
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+    }
+    out.trim_end().to_string()
+}
+
+impl From<&ConvergeOutput> for StepOutcome {
+    fn from(output: &ConvergeOutput) -> StepOutcome {
+        let trips = output.round_trips();
+        let mut properties: Vec<(String, String)> = trips
+            .iter()
+            .map(|(host, n)| (format!("ssh_round_trips.{host}"), n.to_string()))
+            .collect();
+        properties.push(("changes".into(), output.changes().to_string()));
+        let per_host: Vec<String> = trips.iter().map(|(h, n)| format!("{h}={n}")).collect();
+        StepOutcome {
+            summary: format!(
+                "{} change(s) {}; SSH round trips per host: {}",
+                output.changes(),
+                output.verb(),
+                per_host.join(" ")
+            ),
+            properties,
+            subcases: output
+                .not_exercised
+                .iter()
+                .map(|item| SubCase {
+                    group: "not-exercised",
+                    name: format!("converge: {}", item.what),
+                    seconds: 0.0,
+                    outcome: CaseOutcome::Skipped {
+                        reason: item.reason.clone(),
+                    },
+                    output: String::new(),
+                    properties: Vec::new(),
+                })
+                .collect(),
+            failure: None,
+        }
+    }
+}

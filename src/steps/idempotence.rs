@@ -1,0 +1,35 @@
+//! `idempotence`: converge in check mode after a converge; it passes only when zero changes
+//! are planned, and otherwise lists every change that remains.
+
+use super::converge::{self, ConvergeOutput, describe_changes};
+use super::{StepError, StepOutcome, Workspace};
+use crate::connections::Connections;
+use crate::engine::Mode;
+use crate::state::ScenarioState;
+
+/// The check-mode converge that idempotence judges.
+pub struct IdempotenceOutput(pub ConvergeOutput);
+
+pub async fn run(
+    ws: &Workspace,
+    state: &ScenarioState,
+    connections: &mut Connections,
+) -> Result<IdempotenceOutput, StepError> {
+    Ok(IdempotenceOutput(
+        converge::run(ws, state, connections, Mode::Check, &[]).await?,
+    ))
+}
+
+impl From<&IdempotenceOutput> for StepOutcome {
+    fn from(output: &IdempotenceOutput) -> StepOutcome {
+        let mut outcome = StepOutcome::from(&output.0);
+        let changes = output.0.changes();
+        if changes > 0 {
+            outcome.failure = Some(format!(
+                "idempotence: {changes} change(s) still planned after converge:\n{}",
+                describe_changes(&output.0.hosts, true)
+            ));
+        }
+        outcome
+    }
+}
