@@ -195,11 +195,16 @@ fn check_unit(source: &str, text: &str, drop_in: bool) -> Result<(), SyntaxError
 /// Analyzer messages about things missing on the control machine, not faults of the file.
 const TOLERATED: [&str; 3] = ["is not executable", "not found", "Failed to create"];
 
+/// What `systemd-analyze verify` found wrong with a unit file (or why it could not run).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AnalyzerFindings(pub String);
+
 /// Runs `systemd-analyze verify` on a full unit file; `None` when the analyzer is missing,
 /// too old (< 250, no `--recursive-errors`) or cannot judge the file alone (drop-ins).
 /// Complaints about executables or units missing on the control machine are dropped: only
 /// the file's own faults count.
-pub fn check_systemd_with_analyzer(path_on_disk: &Path) -> Option<Result<(), String>> {
+pub fn check_systemd_with_analyzer(path_on_disk: &Path) -> Option<Result<(), AnalyzerFindings>> {
     if FileKind::for_path(&path_on_disk.to_string_lossy()) != FileKind::SystemdUnit {
         return None;
     }
@@ -207,7 +212,11 @@ pub fn check_systemd_with_analyzer(path_on_disk: &Path) -> Option<Result<(), Str
     let unit = path.file_name()?.to_string_lossy().into_owned();
     let output = match run_analyzer(&path) {
         Err(e) if e.kind() == ErrorKind::NotFound => return None,
-        Err(e) => return Some(Err(format!("systemd-analyze verify {unit}: {e}"))),
+        Err(e) => {
+            return Some(Err(AnalyzerFindings(format!(
+                "systemd-analyze verify {unit}: {e}"
+            ))));
+        }
         Ok(out) if out.contains("unrecognized option") => return None,
         Ok(out) => out,
     };
@@ -219,7 +228,7 @@ pub fn check_systemd_with_analyzer(path_on_disk: &Path) -> Option<Result<(), Str
     if findings.is_empty() {
         Some(Ok(()))
     } else {
-        Some(Err(findings.join("\n")))
+        Some(Err(AnalyzerFindings(findings.join("\n"))))
     }
 }
 
@@ -702,7 +711,7 @@ mod tests {
         assert_eq!(check_systemd_with_analyzer(&good), Some(Ok(())));
         match check_systemd_with_analyzer(&bad) {
             Some(Err(e)) => assert!(
-                e.contains("kf-bad.service:4: Unknown key 'ExecStrat'"),
+                e.0.contains("kf-bad.service:4: Unknown key 'ExecStrat'"),
                 "{e}"
             ),
             other => panic!("analyzer missed the unknown key: {other:?}"),

@@ -191,71 +191,32 @@ impl Resource {
     /// Compares desired and observed state. `restart_inputs` holds, for a service, the
     /// labels of the resources of its notifying tasks that change in this run.
     pub fn diff(&self, seen: &Observation, restart_inputs: &[String]) -> Vec<Change> {
-        let mut out = Vec::new();
-        let mut push = |kind: ChangeKind, diff: Option<String>| {
-            out.push(Change {
-                resource: self.label(),
-                kind,
-                diff,
-            })
-        };
+        let mut found = Vec::new();
+        let mut push = |kind: ChangeKind, diff: Option<String>| found.push((kind, diff));
         match self {
             Resource::Directory { perms, .. } => match kind(seen) {
                 "dir" => perm_changes(seen, perms, &mut push),
                 "none" => push(ChangeKind::Create { mode: perms.mode }, None),
                 other => push(replace(other, "a directory"), None),
             },
-            Resource::File {
-                path,
-                content,
-                perms,
-                secret,
-                ..
-            } => match kind(seen) {
-                "file" => {
-                    if seen.get("sha").map(String::as_str) != Some(&sha256_hex(content)) {
-                        let diff = if *secret {
-                            None
-                        } else {
-                            seen.get("content")
-                                .and_then(|b| {
-                                    base64::engine::general_purpose::STANDARD.decode(b).ok()
-                                })
-                                .map(|old| unified_diff(path, &old, content))
-                        };
-                        push(ChangeKind::Content { secret: *secret }, diff);
+            Resource::File { .. } => self.diff_file(seen, &mut push),
+            Resource::Upload { sha256, perms, .. } => {
+                let upload = |from: Option<&str>| ChangeKind::Upload {
+                    from: from.map(str::to_string),
+                    to: sha256[..12].to_string(),
+                };
+                match kind(seen) {
+                    "file" => {
+                        if seen.get("sha") != Some(sha256) {
+                            let on_host = seen.get("sha").map_or("?", |s| &s[..s.len().min(12)]);
+                            push(upload(Some(on_host)), None);
+                        }
+                        perm_changes(seen, perms, &mut push);
                     }
-                    perm_changes(seen, perms, &mut push);
+                    "none" => push(upload(None), None),
+                    other => push(replace(other, "a file"), None),
                 }
-                "none" => {
-                    let diff = (!*secret).then(|| unified_diff(path, b"", content));
-                    push(ChangeKind::Create { mode: perms.mode }, diff)
-                }
-                other => push(replace(other, "a file"), None),
-            },
-            Resource::Upload { sha256, perms, .. } => match kind(seen) {
-                "file" => {
-                    if seen.get("sha") != Some(sha256) {
-                        let from = Some(short(seen.get("sha")).to_string());
-                        push(
-                            ChangeKind::Upload {
-                                from,
-                                to: sha256[..12].to_string(),
-                            },
-                            None,
-                        );
-                    }
-                    perm_changes(seen, perms, &mut push);
-                }
-                "none" => push(
-                    ChangeKind::Upload {
-                        from: None,
-                        to: sha256[..12].to_string(),
-                    },
-                    None,
-                ),
-                other => push(replace(other, "a file"), None),
-            },
+            }
             Resource::Symlink { target, .. } => match kind(seen) {
                 "link" if seen.get("target") == Some(target) => {}
                 "link" | "none" => push(
@@ -266,28 +227,7 @@ impl Resource {
                 ),
                 other => push(replace(other, "a link"), None),
             },
-            Resource::Service { unit, .. } => {
-                let active = seen.get("active").map(String::as_str).unwrap_or("");
-                if seen.get("enabled").map(String::as_str) != Some("enabled") {
-                    push(ChangeKind::Enable, None);
-                }
-                let reload = seen.get("reload").map(String::as_str) == Some("yes");
-                let restart = if !restart_inputs.is_empty() {
-                    Some(RestartReason::InputsChanged(restart_inputs.to_vec()))
-                } else if seen.contains_key("pending") {
-                    Some(RestartReason::Pending)
-                } else if reload {
-                    Some(RestartReason::UnitChanged(unit.clone()))
-                } else {
-                    None
-                };
-                if active != "active" {
-                    let was = if active.is_empty() { "unknown" } else { active };
-                    push(ChangeKind::Start { was: was.into() }, None);
-                } else if let Some(reason) = restart {
-                    push(ChangeKind::Restart(reason), None);
-                }
-            }
+            Resource::Service { unit, .. } => diff_service(unit, seen, restart_inputs, &mut push),
             Resource::Command { guard, .. } => {
                 if seen.get("guard").map(String::as_str) != Some("met") {
                     let reason = match guard {
@@ -303,22 +243,17 @@ impl Resource {
                     Some(unified_diff(name, b"", value)),
                 ),
                 Some(b64) => {
-                    let old = base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .unwrap_or_default();
+                    let old = decode(b64);
                     if trim_end(&old) != trim_end(value) {
-                        push(
-                            ChangeKind::ValueUpdate,
-                            Some(unified_diff(name, &old, value)),
-                        );
+                        let diff = Some(unified_diff(name, &old, value));
+                        push(ChangeKind::ValueUpdate, diff);
                     }
                 }
             },
             Resource::ApiObject { object, .. } => {
                 let live = seen
                     .get("live")
-                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&decode(b)).ok())
                     .and_then(ApiObject::single);
                 let name = object.label();
                 match live {
@@ -332,16 +267,49 @@ impl Resource {
             }
             Resource::Wait { .. } => {
                 if seen.get("ready").map(String::as_str) != Some("yes") {
-                    push(
-                        ChangeKind::Wait {
-                            what: "not ready yet".into(),
-                        },
-                        None,
-                    );
+                    let what = "not ready yet".to_string();
+                    push(ChangeKind::Wait { what }, None);
                 }
             }
         }
-        out
+        found
+            .into_iter()
+            .map(|(kind, diff)| Change {
+                resource: self.label(),
+                kind,
+                diff,
+            })
+            .collect()
+    }
+
+    fn diff_file(&self, seen: &Observation, push: &mut impl FnMut(ChangeKind, Option<String>)) {
+        let Resource::File {
+            path,
+            content,
+            perms,
+            secret,
+            ..
+        } = self
+        else {
+            return;
+        };
+        match kind(seen) {
+            "file" => {
+                if seen.get("sha").map(String::as_str) != Some(&sha256_hex(content)) {
+                    let diff = (!*secret)
+                        .then(|| seen.get("content"))
+                        .flatten()
+                        .map(|b64| unified_diff(path, &decode(b64), content));
+                    push(ChangeKind::Content { secret: *secret }, diff);
+                }
+                perm_changes(seen, perms, push);
+            }
+            "none" => {
+                let diff = (!*secret).then(|| unified_diff(path, b"", content));
+                push(ChangeKind::Create { mode: perms.mode }, diff)
+            }
+            other => push(replace(other, "a file"), None),
+        }
     }
 
     /// Shell lines that carry out `changes` (which came from [`Resource::diff`]).
@@ -520,15 +488,46 @@ fn perm_changes(
     }
 }
 
+/// Enable, start, or restart for one of the reasons a running service has to.
+fn diff_service(
+    unit: &str,
+    seen: &Observation,
+    restart_inputs: &[String],
+    push: &mut impl FnMut(ChangeKind, Option<String>),
+) {
+    let active = seen.get("active").map(String::as_str).unwrap_or("");
+    if seen.get("enabled").map(String::as_str) != Some("enabled") {
+        push(ChangeKind::Enable, None);
+    }
+    let restart = if !restart_inputs.is_empty() {
+        Some(RestartReason::InputsChanged(restart_inputs.to_vec()))
+    } else if seen.contains_key("pending") {
+        Some(RestartReason::Pending)
+    } else if seen.get("reload").map(String::as_str) == Some("yes") {
+        Some(RestartReason::UnitChanged(unit.to_string()))
+    } else {
+        None
+    };
+    if active != "active" {
+        let was = if active.is_empty() { "unknown" } else { active };
+        push(ChangeKind::Start { was: was.into() }, None);
+    } else if let Some(reason) = restart {
+        push(ChangeKind::Restart(reason), None);
+    }
+}
+
+/// Base64 facts (file contents, values, live objects); garbage decodes to nothing.
+fn decode(b64: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default()
+}
+
 fn replace(found: &str, wanted: &'static str) -> ChangeKind {
     ChangeKind::Replace {
         found: found.to_string(),
         wanted,
     }
-}
-
-fn short(sha: Option<&String>) -> &str {
-    sha.map(|s| &s[..s.len().min(12)]).unwrap_or("?")
 }
 
 fn trim_end(b: &[u8]) -> &[u8] {

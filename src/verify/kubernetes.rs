@@ -46,7 +46,6 @@ pub fn checks(cluster: &Cluster) -> Vec<Check> {
     let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
         Check::new(&master.name, name, command, expect, attempts)
     };
-    let port = cluster.settings.apiserver_port;
     out.push(on_master(
         "kube-apiserver healthy over TLS".into(),
         format!("{k} get --raw /healthz"),
@@ -103,6 +102,21 @@ pub fn checks(cluster: &Cluster) -> Vec<Check> {
         Expect::Output(phases),
         120,
     ));
+    out.extend(access_checks(cluster, master));
+    out.extend(pod_traffic_checks(cluster, master));
+    out
+}
+
+/// The API server and every kubelet refuse anonymous requests; `kubectl logs` reaches a
+/// kubelet over TLS with the API server's client certificate.
+fn access_checks(cluster: &Cluster, master: &Node) -> Vec<Check> {
+    let mut out = Vec::new();
+    let nodes = &cluster.nodes;
+    let k = kubectl();
+    let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
+        Check::new(&master.name, name, command, expect, attempts)
+    };
+    let port = cluster.settings.apiserver_port;
     out.push(on_master(
         "kube-apiserver refuses anonymous requests".into(),
         refuses_anonymous(&format!("{}:{port}", master.address), "/api"),
@@ -127,6 +141,16 @@ pub fn checks(cluster: &Cluster) -> Vec<Check> {
         10,
     ));
 
+    out
+}
+
+/// Pods on two workers and a Service in front of one; the guestbook application.
+fn pod_traffic_checks(cluster: &Cluster, master: &Node) -> Vec<Check> {
+    let mut out = Vec::new();
+    let k = kubectl();
+    let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
+        Check::new(&master.name, name, command, expect, attempts)
+    };
     // Two workers: a pod on each (scheduled by nodeSelector) and a Service in front of the
     // second one at a fixed ClusterIP. A TCP connection from the first pod through the
     // Service (kube-proxy) must arrive at the other node from the first pod's own address.
@@ -229,6 +253,66 @@ fn guestbook(cluster: &Cluster, master: &Node, a: &Node, b: &Node) -> Vec<Check>
     let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
         Check::new(&master.name, name, command, expect, attempts)
     };
+    let list = guestbook_objects(a, b, [&leader_ip, &follower_ip, &frontend_ip]);
+    let kinds = "deployment,replicaset,pod,service";
+    let delete =
+        format!("{k} delete {kinds} -l app={GUESTBOOK} --ignore-not-found --wait=false >/dev/null");
+    let message = format!("hello-kubeforge-{}", std::process::id());
+    vec![
+        on_master(
+            "guestbook: no objects left from an earlier run".into(),
+            format!(
+                "{delete} && for i in $(seq 40); do [ -z \"$({k} get {kinds} -l app={GUESTBOOK} -o name)\" ] && {{ echo clean; exit 0; }}; sleep 1; done; {k} get {kinds} -l app={GUESTBOOK} -o name"
+            ),
+            Expect::Output("clean".into()),
+            2,
+        ),
+        on_master(
+            format!(
+                "guestbook: redis leader on {}, follower and frontend on {} Running",
+                a.name, b.name
+            ),
+            format!(
+                "echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/{GUESTBOOK}-redis-leader pod/{GUESTBOOK}-redis-follower --timeout=35s >/dev/null && {k} rollout status deployment/{GUESTBOOK}-frontend --timeout=15s >/dev/null && {k} get pod {GUESTBOOK}-redis-leader {GUESTBOOK}-redis-follower -o jsonpath='{{range .items[*]}}{{.spec.nodeName}} {{end}}'"
+            ),
+            Expect::Output(format!("{} {}", a.name, b.name)),
+            2,
+        ),
+        on_master(
+            "kubectl exec works (redis-cli ping in the redis leader pod)".into(),
+            format!("{k} exec {GUESTBOOK}-redis-leader -- redis-cli ping"),
+            Expect::Output("PONG".into()),
+            5,
+        ),
+        // The client is the leader pod's network namespace on `a` (the masters have no route
+        // to the service range), with the node's socat: pod -> Service -> frontend on `b`.
+        // Replication is asynchronous: the follower is read until the message arrives.
+        Check {
+            name: "guestbook stores a message through the frontend and reads it back".into(),
+            host: a.name.clone(),
+            command: format!(
+                "pid={pid}; [ -n \"$pid\" ] || {{ echo 'redis leader pod is not running here'; exit 1; }}; get() {{ printf 'GET %s HTTP/1.0\\r\\n\\r\\n' \"$1\" | nsenter -t \"$pid\" -n socat -T5 - TCP:{frontend_ip}:80 2>&1 | tr -d '\\r'; }}; body() {{ printf '%s\\n' \"$1\" | sed '1,/^$/d'; }}; r=$(get '/set?msg={message}'); [ \"$(body \"$r\")\" = OK ] || {{ echo \"/set answered: $r\"; exit 1; }}; for i in $(seq 20); do r=$(get /get); [ \"$(body \"$r\")\" = {message} ] && {{ echo {message}; exit 0; }}; sleep 1; done; echo \"/get answered: $r\"",
+                pid = pod_pid(&format!("{GUESTBOOK}-redis-leader")),
+            ),
+            expect: Expect::Output(message),
+            attempts: 2,
+        },
+        on_master(
+            "guestbook objects deleted".into(),
+            format!("{delete} && echo deleted"),
+            Expect::Output("deleted".into()),
+            3,
+        ),
+    ]
+}
+
+/// The guestbook's objects as one List: Services at fixed ClusterIPs (leader, follower,
+/// frontend), the redis leader on `a`, the follower and the frontend Deployment on `b`.
+fn guestbook_objects(
+    a: &Node,
+    b: &Node,
+    [leader_ip, follower_ip, frontend_ip]: [&str; 3],
+) -> serde_json::Value {
     let labels = |role: &str| serde_json::json!({ "app": GUESTBOOK, "role": role });
     let redis = |role: &str, node: &Node, command: Vec<String>| {
         serde_json::json!({
@@ -289,7 +373,7 @@ fn guestbook(cluster: &Cluster, master: &Node, a: &Node, b: &Node) -> Vec<Check>
             },
         },
     });
-    let list = serde_json::json!({
+    serde_json::json!({
         "apiVersion": "v1",
         "kind": "List",
         "items": [
@@ -301,55 +385,5 @@ fn guestbook(cluster: &Cluster, master: &Node, a: &Node, b: &Node) -> Vec<Check>
             redis("follower", b, server(&["--replicaof", &leader_ip, "6379"])),
             frontend,
         ],
-    });
-    let kinds = "deployment,replicaset,pod,service";
-    let delete =
-        format!("{k} delete {kinds} -l app={GUESTBOOK} --ignore-not-found --wait=false >/dev/null");
-    let message = format!("hello-kubeforge-{}", std::process::id());
-    vec![
-        on_master(
-            "guestbook: no objects left from an earlier run".into(),
-            format!(
-                "{delete} && for i in $(seq 40); do [ -z \"$({k} get {kinds} -l app={GUESTBOOK} -o name)\" ] && {{ echo clean; exit 0; }}; sleep 1; done; {k} get {kinds} -l app={GUESTBOOK} -o name"
-            ),
-            Expect::Output("clean".into()),
-            2,
-        ),
-        on_master(
-            format!(
-                "guestbook: redis leader on {}, follower and frontend on {} Running",
-                a.name, b.name
-            ),
-            format!(
-                "echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/{GUESTBOOK}-redis-leader pod/{GUESTBOOK}-redis-follower --timeout=35s >/dev/null && {k} rollout status deployment/{GUESTBOOK}-frontend --timeout=15s >/dev/null && {k} get pod {GUESTBOOK}-redis-leader {GUESTBOOK}-redis-follower -o jsonpath='{{range .items[*]}}{{.spec.nodeName}} {{end}}'"
-            ),
-            Expect::Output(format!("{} {}", a.name, b.name)),
-            2,
-        ),
-        on_master(
-            "kubectl exec works (redis-cli ping in the redis leader pod)".into(),
-            format!("{k} exec {GUESTBOOK}-redis-leader -- redis-cli ping"),
-            Expect::Output("PONG".into()),
-            5,
-        ),
-        // The client is the leader pod's network namespace on `a` (the masters have no route
-        // to the service range), with the node's socat: pod -> Service -> frontend on `b`.
-        // Replication is asynchronous: the follower is read until the message arrives.
-        Check {
-            name: "guestbook stores a message through the frontend and reads it back".into(),
-            host: a.name.clone(),
-            command: format!(
-                "pid={pid}; [ -n \"$pid\" ] || {{ echo 'redis leader pod is not running here'; exit 1; }}; get() {{ printf 'GET %s HTTP/1.0\\r\\n\\r\\n' \"$1\" | nsenter -t \"$pid\" -n socat -T5 - TCP:{frontend_ip}:80 2>&1 | tr -d '\\r'; }}; body() {{ printf '%s\\n' \"$1\" | sed '1,/^$/d'; }}; r=$(get '/set?msg={message}'); [ \"$(body \"$r\")\" = OK ] || {{ echo \"/set answered: $r\"; exit 1; }}; for i in $(seq 20); do r=$(get /get); [ \"$(body \"$r\")\" = {message} ] && {{ echo {message}; exit 0; }}; sleep 1; done; echo \"/get answered: $r\"",
-                pid = pod_pid(&format!("{GUESTBOOK}-redis-leader")),
-            ),
-            expect: Expect::Output(message),
-            attempts: 2,
-        },
-        on_master(
-            "guestbook objects deleted".into(),
-            format!("{delete} && echo deleted"),
-            Expect::Output("deleted".into()),
-            3,
-        ),
-    ]
+    })
 }

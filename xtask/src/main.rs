@@ -70,10 +70,11 @@ fn main() -> Result<()> {
                 vagrant_box(&root, false)?;
             }
             // `cargo run` finds the binary wherever the target directory is
-            // (CARGO_TARGET_DIR, build.target-dir) and passes its exit code on.
+            // (CARGO_TARGET_DIR, build.target-dir) and passes its exit code on; not quiet,
+            // so a first build shows its progress.
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = Command::new(cargo)
-                .args(["run", "--quiet", "--package", "kubeforge", "--", "test"])
+                .args(["run", "--package", "kubeforge", "--", "test"])
                 .arg(&name)
                 .args(&args)
                 .current_dir(&root)

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::ROLE;
 use crate::cluster::Node;
 use crate::cluster::paths::{ADMIN_KUBECONFIG, K8S_DIR, K8S_SSL_DIR, k8s_cert};
-use crate::engine::Task;
+use crate::engine::{Resource, Task};
 use crate::pki::{self, CertSpec};
 use crate::roles::builders::{cert_files, directory, plain_file, secret_file, task};
 use crate::roles::{InstallContext, RoleError};
@@ -32,21 +32,6 @@ pub(super) fn component_kubeconfig(stem: &str) -> String {
 
 pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleError> {
     let server = ctx.cluster.apiserver_url();
-    // On the node a certificate's files are named by its stem (`kubelet.pem`), which is
-    // the spec's name except for per-node certificates (`kubelet-<node>` in the PKI).
-    let certs = |specs: &[(&str, CertSpec)]| -> Result<Vec<_>, RoleError> {
-        let mut files = Vec::new();
-        for (stem, spec) in specs {
-            files.extend(cert_files(K8S_SSL_DIR, stem, &ctx.pki.ensure(spec)?));
-        }
-        Ok(files)
-    };
-    let with_kubeconfig = |stem: &str, spec: CertSpec, path: &str, user: &str, server: &str| {
-        let mut files = certs(&[(stem, spec)])?;
-        files.push(ctx.kubeconfig(path, user, stem, server)?);
-        Ok::<_, RoleError>(files)
-    };
-
     let mut tasks = vec![
         task(
             ROLE,
@@ -61,6 +46,7 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
             ROLE,
             KUBELET,
             with_kubeconfig(
+                ctx,
                 "kubelet",
                 pki::kubelet_spec(&node.name, node.address),
                 KUBELET_KUBECONFIG,
@@ -72,6 +58,7 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
             ROLE,
             KUBE_PROXY,
             with_kubeconfig(
+                ctx,
                 "kube-proxy",
                 pki::kube_proxy_spec(),
                 KUBE_PROXY_KUBECONFIG,
@@ -80,10 +67,39 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
             )?,
         ),
     ];
-    if !node.master {
-        return Ok(tasks);
+    if node.master {
+        tasks.extend(master_tasks(ctx, node)?);
     }
+    Ok(tasks)
+}
 
+/// Certificate files named by their stem on the node (`kubelet.pem`): the spec's name
+/// except for per-node certificates (`kubelet-<node>` in the PKI).
+fn certs(ctx: &InstallContext, specs: &[(&str, CertSpec)]) -> Result<Vec<Resource>, RoleError> {
+    let mut files = Vec::new();
+    for (stem, spec) in specs {
+        files.extend(cert_files(K8S_SSL_DIR, stem, &ctx.pki.ensure(spec)?));
+    }
+    Ok(files)
+}
+
+/// A client certificate and the kubeconfig that uses it against `server`.
+fn with_kubeconfig(
+    ctx: &InstallContext,
+    stem: &str,
+    spec: CertSpec,
+    path: &str,
+    user: &str,
+    server: &str,
+) -> Result<Vec<Resource>, RoleError> {
+    let mut files = certs(ctx, &[(stem, spec)])?;
+    files.push(ctx.kubeconfig(path, user, stem, server)?);
+    Ok(files)
+}
+
+/// The control plane's credentials: the API server's, the service-account keys, the
+/// controller-manager's and scheduler's (talking to their own master), the admin's.
+fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleError> {
     let cluster = ctx.cluster;
     let masters: Vec<&Node> = cluster.masters().collect();
     let apiserver = pki::apiserver_spec(
@@ -92,26 +108,28 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
         &masters.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
     );
     let (sa_key, sa_pub) = ctx.pki.service_account_keypair()?;
-    // Components on the master talk to their own apiserver.
     let local = format!(
         "https://{}:{}",
         node.address, cluster.settings.apiserver_port
     );
-    tasks.extend([
+    Ok(vec![
         task(
             ROLE,
             APISERVER,
-            certs(&[
-                ("apiserver", apiserver),
-                (
-                    "apiserver-kubelet-client",
-                    pki::apiserver_kubelet_client_spec(),
-                ),
-                (
-                    "apiserver-etcd-client",
-                    pki::etcd_client_spec("apiserver-etcd-client"),
-                ),
-            ])?,
+            certs(
+                ctx,
+                &[
+                    ("apiserver", apiserver),
+                    (
+                        "apiserver-kubelet-client",
+                        pki::apiserver_kubelet_client_spec(),
+                    ),
+                    (
+                        "apiserver-etcd-client",
+                        pki::etcd_client_spec("apiserver-etcd-client"),
+                    ),
+                ],
+            )?,
         ),
         task(
             ROLE,
@@ -129,6 +147,7 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
             ROLE,
             CONTROLLER_MANAGER,
             with_kubeconfig(
+                ctx,
                 "controller-manager",
                 pki::controller_manager_spec(),
                 &component_kubeconfig("controller-manager"),
@@ -140,6 +159,7 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
             ROLE,
             SCHEDULER,
             with_kubeconfig(
+                ctx,
                 "scheduler",
                 pki::scheduler_spec(),
                 &component_kubeconfig("scheduler"),
@@ -156,8 +176,7 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
                 Some("kubernetes/admin-kubeconfig"),
             )],
         ),
-    ]);
-    Ok(tasks)
+    ])
 }
 
 /// The cluster-admin kubeconfig (certificates embedded): written to each master, and by the
