@@ -377,12 +377,12 @@ fn guestbook_objects(
         "apiVersion": "v1",
         "kind": "List",
         "items": [
-            service("redis-leader", &leader_ip, "leader", 6379),
-            service("redis-follower", &follower_ip, "follower", 6379),
-            service(&format!("{GUESTBOOK}-frontend"), &frontend_ip, "frontend", 80),
+            service("redis-leader", leader_ip, "leader", 6379),
+            service("redis-follower", follower_ip, "follower", 6379),
+            service(&format!("{GUESTBOOK}-frontend"), frontend_ip, "frontend", 80),
             // Without the default 5 s wait for more replicas before a full sync.
             redis("leader", a, server(&["--repl-diskless-sync-delay", "0"])),
-            redis("follower", b, server(&["--replicaof", &leader_ip, "6379"])),
+            redis("follower", b, server(&["--replicaof", leader_ip, "6379"])),
             frontend,
         ],
     })
