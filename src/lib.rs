@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod driver;
 pub mod engine;
+pub mod files;
 pub mod inventory;
 pub mod pki;
 pub mod report;

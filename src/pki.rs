@@ -12,9 +12,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -24,6 +24,8 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
+
+use crate::files;
 
 /// CA lifetime: long enough that a test cluster never outlives it.
 const CA_VALIDITY: Duration = Duration::days(3650);
@@ -658,37 +660,10 @@ fn parse_der<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, PkiE
         .map_err(|e| invalid(path, format!("cannot parse certificate: {e}")))
 }
 
-/// Write via a temporary file in the same directory and rename, so readers never see a
-/// half-written key or certificate; the mode is set before any content is written.
+/// [`files::write_atomic`] with the PKI's error: keys and certificates are never seen
+/// half-written, and a key is never readable by others.
 fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{:016x}.tmp", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have removed bits from `mode`; set it exactly.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(source) = result {
-        // Best effort: the temporary file may not exist if creating it failed.
-        let _ = fs::remove_file(&tmp);
-        return Err(PkiError::Io {
-            path: path.to_path_buf(),
-            action: "write",
-            source,
-        });
-    }
-    Ok(())
+    files::write_atomic(path, contents.as_bytes(), mode).map_err(io_err(path, "write"))
 }
 
 fn dedup<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {

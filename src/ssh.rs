@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+use crate::files;
 
 /// Concurrent channels per connection: OpenSSH's MaxSessions defaults to 10, keep headroom.
 const MAX_CHANNELS: usize = 8;
@@ -124,35 +125,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SshError {
     move |cause| SshError::Io { what, cause }
 }
 
-/// Write `contents` to `path` via a sibling temporary file and rename, so readers never
-/// see a half-written file.
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(
-        ".tmp.{}.{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The mode given to open() is filtered by the umask; force the exact one.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Per-scenario ed25519 client key, stored in OpenSSH format (0600) with a `.pub` (0644).
 #[derive(Clone)]
 pub struct ClientKey {
@@ -215,7 +187,7 @@ impl ClientKey {
                 let pem = key
                     .to_openssh(LineEnding::LF)
                     .map_err(|e| key_err(format!("cannot encode the generated key ({e})")))?;
-                write_atomically(path, pem.as_bytes(), 0o600)
+                files::write_atomic(path, pem.as_bytes(), 0o600)
                     .map_err(io_err(format!("writing {}", path.display())))?;
                 key
             }
@@ -229,7 +201,7 @@ impl ClientKey {
         pub_path.push(".pub");
         let pub_path = PathBuf::from(pub_path);
         if !pub_path.exists() {
-            write_atomically(&pub_path, format!("{public_line}\n").as_bytes(), 0o644)
+            files::write_atomic(&pub_path, format!("{public_line}\n").as_bytes(), 0o644)
                 .map_err(io_err(format!("writing {}", pub_path.display())))?;
         }
         Ok(ClientKey {
@@ -289,7 +261,7 @@ impl HostKeyPins {
             detail: format!("cannot serialise ({e})"),
         })?;
         text.push('\n');
-        write_atomically(path, text.as_bytes(), 0o644)
+        files::write_atomic(path, text.as_bytes(), 0o644)
             .map_err(io_err(format!("writing {}", path.display())))
     }
 

@@ -5,9 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::podman::{CommandFailure, run_checked};
+use crate::files::sha256_hex;
 
 /// Bump when the build steps change in a way the package list and files do not show.
 const RECIPE_VERSION: &str = "kubeforge-host-recipe-1";
@@ -293,10 +292,10 @@ pub fn image_ref() -> String {
 }
 
 fn recipe_hash() -> String {
-    let mut hasher = Sha256::new();
+    let mut recipe = Vec::new();
     let mut feed = |part: &str| {
-        hasher.update(part.as_bytes());
-        hasher.update([0u8]);
+        recipe.extend_from_slice(part.as_bytes());
+        recipe.push(0);
     };
     feed(RECIPE_VERSION);
     feed(SUITE);
@@ -310,8 +309,7 @@ fn recipe_hash() -> String {
     for step in CHROOT_STEPS {
         feed(&step.join(" "));
     }
-    let digest = format!("{:x}", hasher.finalize());
-    digest[..12].to_string()
+    sha256_hex(&recipe)[..12].to_string()
 }
 
 /// Returns the node image reference, building and importing it first if Podman lacks it.

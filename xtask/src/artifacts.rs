@@ -9,7 +9,6 @@
 use crate::images;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -1108,33 +1107,14 @@ fn prune_bundle(bundle: &Path, manifest: &Manifest) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
+    kubeforge::files::sha256_file(path).with_context(|| format!("hashing {}", path.display()))
 }
 
+/// [`kubeforge::files::write_atomic`] for the cache and the machine's config files (0644).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("moving {} into place", path.display()))
+    kubeforge::files::write_atomic(path, bytes, 0o644)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {

@@ -13,8 +13,8 @@ use crate::artifacts::{
     valid_stamp, write_atomic,
 };
 use anyhow::{Context, Result, anyhow, ensure};
+use kubeforge::files::{Sha256Writer, sha256_hex};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -410,7 +410,7 @@ fn cache_key(spec: &ImageSpec, tag: &str, inputs: &[&Artifact]) -> Result<String
         reference(spec.repo, tag),
         bins.join(","),
         debs.join(","),
-        hex(&Sha256::digest(definition.as_bytes()))
+        sha256_hex(definition.as_bytes())
     ))
 }
 
@@ -634,7 +634,7 @@ fn docker_archive(
         }],
     };
     let config = serde_json::to_vec(&config)?;
-    let config_name = format!("{}.json", hex(&Sha256::digest(&config)));
+    let config_name = format!("{}.json", sha256_hex(&config));
     let layer_name = format!("{layer_digest}/layer.tar");
     let manifest = serde_json::to_vec(&[ArchiveManifest {
         config: config_name.clone(),
@@ -899,45 +899,18 @@ impl Tree {
     }
 }
 
-/// Counts and hashes what passes through, so a tar's digest costs no second read.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Write `tree` as a tar to `dest`; returns its sha256 (hex) and size.
 fn write_tar(tree: &Tree, dest: &Path) -> Result<(String, u64)> {
     let file = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let writer = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        len: 0,
-    };
+    let writer = Sha256Writer::new(BufWriter::with_capacity(1 << 20, file));
     let mut writer = tree
         .write(writer)
         .with_context(|| format!("writing {}", dest.display()))?;
     writer
         .flush()
         .with_context(|| format!("writing {}", dest.display()))?;
-    Ok((hex(&writer.hasher.finalize()), writer.len))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let (_, sha256, len) = writer.finish();
+    Ok((sha256, len))
 }
 
 #[cfg(test)]
@@ -1068,7 +1041,7 @@ mod tests {
         let (sha1, size1) = write_tar(&a, &dir.join("one.tar")).unwrap();
         let (sha2, size2) = write_tar(&b, &dir.join("two.tar")).unwrap();
         assert_eq!((&sha1, size1), (&sha2, size2));
-        assert_eq!(sha1, hex(&Sha256::digest(&first)));
+        assert_eq!(sha1, sha256_hex(&first));
         assert_eq!(size1, first.len() as u64);
 
         b.file("a/x", Data::Inline(b"2".to_vec()), 0o644);
@@ -1095,10 +1068,7 @@ mod tests {
         assert_eq!(manifest[0]["RepoTags"][0], "kubeforge.local/pause:3.4");
         assert_eq!(manifest[0]["Layers"][0], format!("{digest}/layer.tar"));
         let config_bytes = file(config_name).unwrap();
-        assert_eq!(
-            config_name,
-            format!("{}.json", hex(&Sha256::digest(&config_bytes)))
-        );
+        assert_eq!(config_name, format!("{}.json", sha256_hex(&config_bytes)));
         assert_eq!(
             file(&format!("{digest}/layer.tar")).unwrap(),
             fs::read(&layer).unwrap()

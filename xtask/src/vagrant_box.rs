@@ -7,9 +7,9 @@
 //! (`kubeforge/bookworm-<hash>`): a second run only checks that vagrant knows it.
 
 use anyhow::{Context, Result, ensure};
-use sha2::{Digest, Sha256};
+use kubeforge::files::sha256_hex;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -158,16 +158,16 @@ impl Recipe {
         let configure_sh = read(&images.join("configure.sh"))?;
         let box_vagrantfile = read(&images.join("Vagrantfile"))?;
         let insecure_key = read(Path::new(INSECURE_KEY))?;
-        let mut h = Sha256::new();
-        h.update(RECIPE_VERSION);
-        h.update(SUITE);
-        h.update(GUEST_PACKAGES.join(" "));
-        h.update(DISK_GB.to_string());
+        let mut recipe = Vec::new();
+        recipe.extend_from_slice(RECIPE_VERSION.as_bytes());
+        recipe.extend_from_slice(SUITE.as_bytes());
+        recipe.extend_from_slice(GUEST_PACKAGES.join(" ").as_bytes());
+        recipe.extend_from_slice(DISK_GB.to_string().as_bytes());
         for part in [&configure_sh, &box_vagrantfile, &insecure_key] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
+            recipe.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            recipe.extend_from_slice(part);
         }
-        let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hash = sha256_hex(&recipe);
         Ok(Recipe {
             configure_sh,
             box_vagrantfile,
@@ -261,7 +261,13 @@ fn ensure_libvirt(log: &Path) -> Result<()> {
     let changed = !conf.contains(QEMU_CONF_MARK);
     if changed {
         let text = format!("{}\n{QEMU_CONF_MARK}\n{QEMU_CONF_BLOCK}", conf.trim_end());
-        write_atomic(Path::new(QEMU_CONF), text.as_bytes())?;
+        // qemu.conf may hold passwords: keep the mode Debian gave it.
+        let mode = fs::metadata(QEMU_CONF)
+            .with_context(|| format!("reading {QEMU_CONF}"))?
+            .permissions()
+            .mode();
+        kubeforge::files::write_atomic(Path::new(QEMU_CONF), text.as_bytes(), mode & 0o7777)
+            .with_context(|| format!("writing {QEMU_CONF}"))?;
     }
     for daemon in ["virtlogd", "libvirtd"] {
         if daemon_running(daemon) {
