@@ -6,6 +6,7 @@ pub mod driver;
 pub mod engine;
 pub mod files;
 pub mod inventory;
+pub mod net;
 pub mod pki;
 pub mod report;
 pub mod roles;

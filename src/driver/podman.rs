@@ -11,17 +11,13 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use crate::net::{Ipv4Net, NetError};
+
 /// Label put on every container, volume and network of an instance.
 pub const INSTANCE_LABEL: &str = "kubeforge.instance";
 /// Where auto-allocated /24 networks come from; clear of Podman's default 10.88.0.0/16.
-const POOL: Cidr = Cidr {
-    base: u32::from_be_bytes([172, 30, 0, 0]),
-    prefix: 16,
-};
-const PODMAN_DEFAULT: Cidr = Cidr {
-    base: u32::from_be_bytes([10, 88, 0, 0]),
-    prefix: 16,
-};
+const POOL: Ipv4Net = Ipv4Net::new(Ipv4Addr::new(172, 30, 0, 0), 16).expect("a network");
+const PODMAN_DEFAULT: Ipv4Net = Ipv4Net::new(Ipv4Addr::new(10, 88, 0, 0), 16).expect("a network");
 /// Attempts when another process takes the subnet we picked between listing and creating.
 const SUBNET_ATTEMPTS: usize = 5;
 const SSH_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -175,70 +171,34 @@ fn command_err(action: &'static str, target: &str) -> impl FnOnce(CommandFailure
     }
 }
 
-/// An IPv4 network in CIDR form, kept as integers for overlap checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cidr {
-    base: u32,
-    prefix: u8,
-}
-
-impl Cidr {
-    fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = text.trim().split_once('/')?;
-        let addr: Ipv4Addr = addr.parse().ok()?;
-        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
-        Some(Cidr {
-            base: u32::from(addr) & Self::mask(prefix),
-            prefix,
-        })
-    }
-
-    fn mask(prefix: u8) -> u32 {
-        u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-    }
-
-    fn overlaps(&self, other: &Cidr) -> bool {
-        let mask = Self::mask(self.prefix.min(other.prefix));
-        self.base & mask == other.base & mask
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
-    }
-}
-
 /// Address `last_octet` inside `subnet` (prefix /16../24); refuses the network address,
 /// the gateway (`.1`) and the broadcast address.
 pub fn host_ip(subnet: &str, last_octet: u8) -> Result<Ipv4Addr, PodmanError> {
     let net = parse_subnet(subnet)?;
-    let addr = net.base | u32::from(last_octet);
-    let broadcast = net.base | !Cidr::mask(net.prefix);
-    if addr == net.base || addr == net.base + 1 || addr == broadcast {
-        return Err(PodmanError::InvalidSubnet {
+    let reserved = [net.nth(0), net.nth(1), Some(net.broadcast())];
+    match net.nth(u32::from(last_octet)) {
+        Some(addr) if !reserved.contains(&Some(addr)) => Ok(addr),
+        _ => Err(PodmanError::InvalidSubnet {
             subnet: subnet.to_string(),
             reason: format!("host octet {last_octet} is the network, gateway or broadcast address"),
-        });
+        }),
     }
-    Ok(Ipv4Addr::from(addr))
 }
 
-fn parse_subnet(subnet: &str) -> Result<Cidr, PodmanError> {
+fn parse_subnet(subnet: &str) -> Result<Ipv4Net, PodmanError> {
     let invalid = |reason: &str| PodmanError::InvalidSubnet {
         subnet: subnet.to_string(),
         reason: reason.to_string(),
     };
-    let net = Cidr::parse(subnet).ok_or_else(|| invalid("not an IPv4 CIDR like 172.30.17.0/24"))?;
-    if !(16..=24).contains(&net.prefix) {
+    let net = match subnet.trim().parse::<Ipv4Net>() {
+        Ok(net) => net,
+        Err(NetError::HostBits(_)) => {
+            return Err(invalid("host bits are set; give the network address"));
+        }
+        Err(_) => return Err(invalid("not an IPv4 CIDR like 172.30.17.0/24")),
+    };
+    if !(16..=24).contains(&net.prefix()) {
         return Err(invalid("prefix must be between /16 and /24"));
-    }
-    let given = subnet
-        .split('/')
-        .next()
-        .and_then(|a| a.parse::<Ipv4Addr>().ok());
-    if given.map(u32::from) != Some(net.base) {
-        return Err(invalid("host bits are set; give the network address"));
     }
     if net.overlaps(&PODMAN_DEFAULT) {
         return Err(invalid("overlaps Podman's default network 10.88.0.0/16"));
@@ -247,18 +207,14 @@ fn parse_subnet(subnet: &str) -> Result<Cidr, PodmanError> {
 }
 
 /// A free /24 of the pool, scanning from `start` (spreads concurrent instances apart).
-fn allocate_subnet(used: &[Cidr], start: u8) -> Option<Cidr> {
+fn allocate_subnet(used: &[Ipv4Net], start: u8) -> Option<Ipv4Net> {
     (0..=255u8)
-        .map(|i| start.wrapping_add(i))
-        .map(|third| Cidr {
-            base: POOL.base | (u32::from(third) << 8),
-            prefix: 24,
-        })
+        .filter_map(|i| POOL.subnet(24, u32::from(start.wrapping_add(i))))
         .find(|candidate| used.iter().all(|u| !u.overlaps(candidate)))
 }
 
 /// Subnets of existing Podman networks, from `podman network ls --format json`.
-fn podman_subnets(json: &str) -> Vec<Cidr> {
+fn podman_subnets(json: &str) -> Vec<Ipv4Net> {
     let Ok(networks) = serde_json::from_str::<Vec<serde_json::Value>>(json) else {
         return Vec::new();
     };
@@ -266,13 +222,13 @@ fn podman_subnets(json: &str) -> Vec<Cidr> {
         .iter()
         .filter_map(|n| n.get("subnets")?.as_array())
         .flatten()
-        .filter_map(|s| Cidr::parse(s.get("subnet")?.as_str()?))
+        .filter_map(|s| s.get("subnet")?.as_str()?.parse().ok())
         .collect()
 }
 
 /// Non-default IPv4 routes of the machine (/proc/net/route), so a test network never
 /// shadows a network the machine is really on.
-fn route_subnets(proc_net_route: &str) -> Vec<Cidr> {
+fn route_subnets(proc_net_route: &str) -> Vec<Ipv4Net> {
     proc_net_route
         .lines()
         .skip(1)
@@ -284,10 +240,7 @@ fn route_subnets(proc_net_route: &str) -> Vec<Cidr> {
             let dest = u32::from_be(dest.to_le());
             let mask = u32::from_be(mask.to_le());
             let prefix = u8::try_from(mask.count_ones()).ok()?;
-            (prefix > 0).then_some(Cidr {
-                base: dest & Cidr::mask(prefix),
-                prefix,
-            })
+            (prefix > 0).then(|| Ipv4Net::containing(Ipv4Addr::from(dest), prefix))?
         })
         .collect()
 }
@@ -614,8 +567,9 @@ async fn create_network(
             }
         }
     };
-    let net = parse_subnet(&subnet)?;
-    let gateway = Ipv4Addr::from(net.base + 1);
+    let gateway = parse_subnet(&subnet)?
+        .nth(1)
+        .expect("a /16../24 network has a second address");
     log(&format!(
         "network {name} created: {subnet}, gateway {gateway}"
     ));
@@ -626,7 +580,7 @@ async fn create_network(
     })
 }
 
-async fn used_subnets() -> Result<Vec<Cidr>, PodmanError> {
+async fn used_subnets() -> Result<Vec<Ipv4Net>, PodmanError> {
     let json = podman(&["network", "ls", "--format", "json"])
         .await
         .map_err(command_err("list networks", "to allocate a subnet"))?;
@@ -803,8 +757,8 @@ async fn list_labelled(
 mod tests {
     use super::*;
 
-    fn cidr(text: &str) -> Cidr {
-        Cidr::parse(text).expect("valid cidr")
+    fn cidr(text: &str) -> Ipv4Net {
+        text.parse().expect("valid cidr")
     }
 
     fn spec(name: &str, last_octet: u8, privileged: bool) -> PodmanHostSpec {
@@ -842,23 +796,10 @@ mod tests {
     #[test]
     fn allocation_fails_when_pool_is_covered() {
         assert_eq!(allocate_subnet(&[cidr("172.16.0.0/12")], 9), None);
-        let all: Vec<Cidr> = (0..=255u32)
-            .map(|i| Cidr {
-                base: POOL.base | (i << 8),
-                prefix: 24,
-            })
+        let all: Vec<Ipv4Net> = (0..=255u32)
+            .map(|i| POOL.subnet(24, i).expect("inside the pool"))
             .collect();
         assert_eq!(allocate_subnet(&all, 0), None);
-    }
-
-    #[test]
-    fn cidr_overlap_is_symmetric_and_exact() {
-        assert!(cidr("172.30.0.0/16").overlaps(&cidr("172.30.9.0/24")));
-        assert!(cidr("172.30.9.0/24").overlaps(&cidr("172.30.0.0/16")));
-        assert!(!cidr("172.30.9.0/24").overlaps(&cidr("172.30.10.0/24")));
-        assert_eq!(cidr("172.30.9.77/24").to_string(), "172.30.9.0/24");
-        assert_eq!(Cidr::parse("172.30.9.0/33"), None);
-        assert_eq!(Cidr::parse("172.30.9.0"), None);
     }
 
     #[test]

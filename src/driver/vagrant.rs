@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::podman::{CommandFailure, run_checked_env};
+use crate::net::{Ipv4Net, NetError};
 use crate::scenario::{Group, VagrantProvider};
 
 /// Prefix of the boxes `cargo xtask vagrant-box` builds (Vagrant stores `/` as `-VAGRANTSLASH-`).
@@ -155,16 +156,29 @@ pub fn seed_memory_mb(groups: &[Group]) -> u64 {
     }
 }
 
+/// Why a host has no address on the private network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateIpError {
+    #[error(transparent)]
+    Network(#[from] NetError),
+    #[error("network '{0}' must be a /24")]
+    NotSlash24(Ipv4Net),
+    #[error("address octet {0} is outside 2-254")]
+    Octet(u8),
+}
+
 /// `last_octet` inside a /24 given as `a.b.c.0/24`.
-pub fn private_ip(network: &str, last_octet: u8) -> Result<Ipv4Addr, String> {
-    let (net, prefix) = crate::scenario::parse_cidr(network)?;
-    if prefix != 24 {
-        return Err(format!("network '{network}' must be a /24"));
+pub fn private_ip(network: &str, last_octet: u8) -> Result<Ipv4Addr, PrivateIpError> {
+    let net: Ipv4Net = network.parse()?;
+    if net.prefix() != 24 {
+        return Err(PrivateIpError::NotSlash24(net));
     }
     if !(2..=254).contains(&last_octet) {
-        return Err(format!("address octet {last_octet} is outside 2-254"));
+        return Err(PrivateIpError::Octet(last_octet));
     }
-    Ok(Ipv4Addr::from(u32::from(net) | u32::from(last_octet)))
+    Ok(net
+        .nth(u32::from(last_octet))
+        .expect("a /24 has 256 addresses"))
 }
 
 fn io_err(
@@ -473,7 +487,8 @@ fn validate_plan(plan: &VagrantPlan) -> Result<(), VagrantError> {
             plan.vagrantfile_dir.display()
         )));
     }
-    crate::scenario::parse_cidr(&plan.management_network)
+    plan.management_network
+        .parse::<Ipv4Net>()
         .map_err(|m| invalid(format!("management_network: {m}")))?;
     for h in &plan.hosts {
         if h.memory_mb < 256 || h.cpus == 0 {
