@@ -8,6 +8,7 @@ pub mod files;
 pub mod inventory;
 pub mod net;
 pub mod pki;
+pub mod process;
 pub mod report;
 pub mod roles;
 pub mod runner;

@@ -4,9 +4,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
-use super::podman::{CommandFailure, run_checked};
 use crate::files::sha256_hex;
+use crate::process::{self, CommandFailure, Outcome, Program, find_program, running_as_root};
 
 /// Bump when the build steps change in a way the package list and files do not show.
 const RECIPE_VERSION: &str = "kubeforge-host-recipe-1";
@@ -216,19 +217,15 @@ const REQUIRED_TOOLS: &[(&str, &str)] = &[
 pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageError> {
     let missing: Vec<&str> = REQUIRED_TOOLS
         .iter()
-        .filter(|(tool, _)| find_in_path(tool).is_none())
+        .filter(|(tool, _)| find_program(tool).is_none())
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     let install = format!("apt-get install -y {}", missing.join(" "));
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| effective_uid(&s))
-        == Some(0);
     let is_debian = Path::new("/etc/debian_version").exists();
-    if !(is_root && is_debian) {
+    if !(running_as_root() && is_debian) {
         return Err(HostImageError::MissingTools {
             missing: missing.join(", "),
             install,
@@ -240,7 +237,7 @@ pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageErr
     ));
     let mut known = true;
     for package in &missing {
-        if run_checked("apt-cache", &["show", "--no-all-versions", package])
+        if process::run("apt-cache", &["show", "--no-all-versions", package])
             .await
             .is_err()
         {
@@ -258,32 +255,13 @@ pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageErr
 }
 
 async fn apt(args: &[&str]) -> Result<String, CommandFailure> {
-    super::podman::run_checked_env(
-        "apt-get",
-        args,
-        &[
+    Program::new("apt-get", args)
+        .env(&[
             ("DEBIAN_FRONTEND", "noninteractive"),
             ("APT_LISTCHANGES_FRONTEND", "none"),
-        ],
-    )
-    .await
-}
-
-fn find_in_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Effective uid from the text of /proc/self/status (`Uid: real effective saved fs`).
-fn effective_uid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|uid| uid.parse().ok())
+        ])
+        .run()
+        .await
 }
 
 /// The image reference for the current recipe: the tag changes whenever the recipe does.
@@ -315,7 +293,7 @@ fn recipe_hash() -> String {
 /// Returns the node image reference, building and importing it first if Podman lacks it.
 pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageError> {
     let reference = image_ref();
-    if run_checked("podman", &["image", "exists", &reference])
+    if process::run("podman", &["image", "exists", &reference])
         .await
         .is_ok()
     {
@@ -345,7 +323,7 @@ pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageEr
 /// ones still used by some instance's containers stay (podman refuses, which is fine).
 async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
     let filter = format!("reference={IMAGE_REPO}");
-    let Ok(listed) = run_checked(
+    let Ok(listed) = process::run(
         "podman",
         &[
             "images",
@@ -364,7 +342,7 @@ async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
         .map(str::trim)
         .filter(|r| !r.is_empty() && *r != current)
     {
-        if run_checked("podman", &["rmi", stale]).await.is_ok() {
+        if process::run("podman", &["rmi", stale]).await.is_ok() {
             log(&format!("removed stale host image {stale}"));
         }
     }
@@ -385,7 +363,7 @@ async fn build(rootfs: &Path, reference: &str, log: &dyn Fn(&str)) -> Result<(),
         &rootfs_str,
         &mirror,
     ];
-    let debootstrap = run_checked("debootstrap", &args);
+    let debootstrap = process::run("debootstrap", &args);
     with_heartbeat(debootstrap, "debootstrap", log)
         .await
         .map_err(cmd_err(format!("debootstrap {SUITE} from {mirror}")))?;
@@ -453,13 +431,13 @@ async fn configure(rootfs: &Path) -> Result<(), HostImageError> {
     for step in CHROOT_STEPS {
         let mut args = vec![root_str.as_str()];
         args.extend_from_slice(step);
-        run_checked("chroot", &args)
+        process::run("chroot", &args)
             .await
             .map_err(cmd_err(format!("in rootfs: {}", step.join(" "))))?;
     }
     let mut mask = vec![root_str.as_str(), "systemctl", "mask"];
     mask.extend_from_slice(MASKED_UNITS);
-    run_checked("chroot", &mask)
+    process::run("chroot", &mask)
         .await
         .map_err(cmd_err("in rootfs: systemctl mask"))?;
 
@@ -558,52 +536,43 @@ async fn clear_dir_files(dir: &Path) -> Result<(), HostImageError> {
 
 /// `tar -C ROOTFS -c . | podman import - REF`, with the image set to boot systemd.
 async fn import(rootfs: &Path, reference: &str) -> Result<(), HostImageError> {
-    let mut tar = tokio::process::Command::new("tar")
-        .arg("-C")
-        .arg(rootfs)
-        .args(["--numeric-owner", "--xattrs", "-c", "."])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+    let root = rootfs.to_string_lossy();
+    let tar_args = ["-C", &root, "--numeric-owner", "--xattrs", "-c", "."];
+    let tar = Program::new("tar", &tar_args);
+    let mut tarring = tar
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .map_err(io_err("run tar on", rootfs))?;
-    let tar_out: std::process::Stdio = tar
+        .map_err(|e| cmd_err("tar the rootfs")(tar.failure(Outcome::NotStarted(e))))?;
+    let tar_out: Stdio = tarring
         .stdout
         .take()
         .and_then(|out| out.try_into().ok())
         .ok_or_else(|| {
             io_err("pipe tar output of", rootfs)(std::io::Error::other("no stdout pipe"))
         })?;
-    let import = tokio::process::Command::new("podman")
-        .args([
-            "import",
-            "--change",
-            "CMD [\"/sbin/init\"]",
-            "--change",
-            "STOPSIGNAL SIGRTMIN+3",
-            "-",
-            reference,
-        ])
+    let import_args = [
+        "import",
+        "--change",
+        "CMD [\"/sbin/init\"]",
+        "--change",
+        "STOPSIGNAL SIGRTMIN+3",
+        "-",
+        reference,
+    ];
+    let podman = Program::new("podman", &import_args);
+    let importing = podman
+        .command()
         .stdin(tar_out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .output();
-    let (imported, tarred) = tokio::join!(import, tar.wait_with_output());
-    let tarred = tarred.map_err(io_err("run tar on", rootfs))?;
-    if !tarred.status.success() {
-        return Err(cmd_err("tar the rootfs")(CommandFailure::from_output(
-            "tar",
-            &["-C", &rootfs.to_string_lossy(), "-c", "."],
-            &tarred,
-        )));
-    }
-    let imported = imported.map_err(io_err("run podman import for", rootfs))?;
-    if !imported.status.success() {
-        return Err(cmd_err(format!("podman import {reference}"))(
-            CommandFailure::from_output("podman", &["import", "-", reference], &imported),
-        ));
-    }
+    let (imported, tarred) = tokio::join!(importing, tarring.wait_with_output());
+    tar.check(tarred).map_err(cmd_err("tar the rootfs"))?;
+    podman
+        .check(imported)
+        .map_err(cmd_err(format!("podman import {reference}")))?;
     Ok(())
 }
 
@@ -621,7 +590,7 @@ async fn remove_workdir(workdir: &Path) -> Result<(), HostImageError> {
         .collect();
     inside.sort_by_key(|mount| std::cmp::Reverse(mount.len()));
     for mount in &inside {
-        run_checked("umount", &["-l", mount])
+        process::run("umount", &["-l", mount])
             .await
             .map_err(cmd_err(format!("unmount {mount} before cleanup")))?;
     }
@@ -759,13 +728,6 @@ mod tests {
             mirror_from_one_line("deb http://x/debian bookworm contrib\n", "bookworm"),
             None
         );
-    }
-
-    #[test]
-    fn effective_uid_is_second_uid_field() {
-        let status = "Name:\tcat\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
-        assert_eq!(effective_uid(status), Some(0));
-        assert_eq!(effective_uid("Name:\tcat\n"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::AsyncReadExt;
 
 use crate::inventory::{Host, Inventory};
+use crate::process;
 use crate::scenario::{DriverConfig, Scenario};
 
 const SSH_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -25,8 +26,8 @@ pub enum DriverError {
     Vagrant(#[from] vagrant::VagrantError),
     #[error("host image: {0}")]
     HostImage(#[from] host_image::HostImageError),
-    #[error("existing hosts: `{command}` failed: {detail}")]
-    UserCommand { command: String, detail: String },
+    #[error("existing hosts: {0}")]
+    UserCommand(process::CommandFailure),
 }
 
 /// A new host's SSH server, as the control machine reaches it.
@@ -121,25 +122,9 @@ async fn ssh_banner(address: SocketAddr) -> Result<String, String> {
 /// Runs a command the user gave for the `existing` driver, on this machine.
 async fn user_command(command: &str, log: &(dyn Fn(&str) + Sync)) -> Result<(), DriverError> {
     log(&format!("running `{command}`"));
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .output()
+    process::run("sh", &["-c", command])
         .await
-        .map_err(|e| DriverError::UserCommand {
-            command: command.to_string(),
-            detail: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(DriverError::UserCommand {
-            command: command.to_string(),
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
-    }
+        .map_err(DriverError::UserCommand)?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use crate::net::{Ipv4Net, NetError};
+use crate::process::{self, CommandFailure};
 
 /// Label put on every container, volume and network of an instance.
 pub const INSTANCE_LABEL: &str = "kubeforge.instance";
@@ -71,63 +72,8 @@ pub struct DestroyReport {
     pub networks: Vec<String>,
 }
 
-/// An external command that could not start or exited unsuccessfully.
-#[derive(Debug, thiserror::Error)]
-#[error("`{command}` {outcome}")]
-pub struct CommandFailure {
-    pub command: String,
-    pub outcome: String,
-}
-
-impl CommandFailure {
-    pub(crate) fn from_output(program: &str, args: &[&str], output: &std::process::Output) -> Self {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.trim().lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        Self {
-            command: command_line(program, args),
-            outcome: format!("exited with {}: {}", output.status, tail.join(" | ")),
-        }
-    }
-}
-
-fn command_line(program: &str, args: &[&str]) -> String {
-    std::iter::once(program)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs a command to completion; stdout on success.
-pub(crate) async fn run_checked(program: &str, args: &[&str]) -> Result<String, CommandFailure> {
-    run_checked_env(program, args, &[]).await
-}
-
-pub(crate) async fn run_checked_env(
-    program: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Result<String, CommandFailure> {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| CommandFailure {
-            command: command_line(program, args),
-            outcome: format!("could not start: {e}"),
-        })?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(CommandFailure::from_output(program, args, &output))
-    }
-}
-
 async fn podman(args: &[&str]) -> Result<String, CommandFailure> {
-    run_checked("podman", args).await
+    process::run("podman", args).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -535,38 +481,38 @@ async fn create_network(
             .await
         }
     };
-    let subnet = match &plan.subnet {
-        Some(subnet) => {
-            parse_subnet(subnet)?;
-            create(subnet.clone())
-                .await
-                .map_err(command_err("create network", &name))?;
-            subnet.clone()
-        }
-        None => {
-            let mut used = used_subnets().await?;
-            let mut attempt = 0;
-            loop {
-                let candidate =
-                    allocate_subnet(&used, instance_seed(&plan.instance)).ok_or_else(|| {
-                        PodmanError::NoFreeSubnet {
+    let subnet =
+        match &plan.subnet {
+            Some(subnet) => {
+                parse_subnet(subnet)?;
+                create(subnet.clone())
+                    .await
+                    .map_err(command_err("create network", &name))?;
+                subnet.clone()
+            }
+            None => {
+                let mut used = used_subnets().await?;
+                let mut attempt = 0;
+                loop {
+                    let candidate = allocate_subnet(&used, instance_seed(&plan.instance))
+                        .ok_or_else(|| PodmanError::NoFreeSubnet {
                             instance: plan.instance.clone(),
+                        })?;
+                    match create(candidate.to_string()).await {
+                        Ok(_) => break candidate.to_string(),
+                        // Another instance took it since we listed: try the next one.
+                        Err(e)
+                            if attempt + 1 < SUBNET_ATTEMPTS
+                                && e.stderr_tail().contains("already used") =>
+                        {
+                            used.push(candidate);
+                            attempt += 1;
                         }
-                    })?;
-                match create(candidate.to_string()).await {
-                    Ok(_) => break candidate.to_string(),
-                    // Another instance took it since we listed: try the next one.
-                    Err(e)
-                        if attempt + 1 < SUBNET_ATTEMPTS && e.outcome.contains("already used") =>
-                    {
-                        used.push(candidate);
-                        attempt += 1;
+                        Err(e) => return Err(command_err("create network", &name)(e)),
                     }
-                    Err(e) => return Err(command_err("create network", &name)(e)),
                 }
             }
-        }
-    };
+        };
     let gateway = parse_subnet(&subnet)?
         .nth(1)
         .expect("a /16../24 network has a second address");
@@ -949,7 +895,7 @@ mod tests {
     async fn ssh(key: &Path, host: &CreatedHost, command: &str) -> (bool, String) {
         let target = format!("core@{}", host.address);
         let key = key.to_string_lossy().into_owned();
-        let out = run_checked(
+        let out = process::run(
             "ssh",
             &[
                 "-i",
@@ -998,7 +944,7 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("id");
-        run_checked(
+        process::run(
             "ssh-keygen",
             &[
                 "-q",

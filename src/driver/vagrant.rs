@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::podman::{CommandFailure, run_checked_env};
 use crate::net::{Ipv4Net, NetError};
+use crate::process::{self, CommandFailure, Program};
 use crate::scenario::{Group, VagrantProvider};
 
 /// Prefix of the boxes `cargo xtask vagrant-box` builds (Vagrant stores `/` as `-VAGRANTSLASH-`).
@@ -424,22 +424,20 @@ fn newest_local_box() -> Option<String> {
 }
 
 async fn tool_works(program: &str, args: &[&str]) -> bool {
-    run_checked_env(program, args, &[]).await.is_ok()
+    process::run(program, args).await.is_ok()
 }
 
 /// vagrant outside the project: run from the Vagrantfile's directory without
 /// `VAGRANT_DOTFILE_PATH` it would create `.vagrant/` there.
 async fn vagrant_output(plan: &VagrantPlan, args: &[&str]) -> Result<String, CommandFailure> {
     let dot = dotfile_dir(plan).display().to_string();
-    run_checked_env(
-        "vagrant",
-        args,
-        &[
+    Program::new("vagrant", args)
+        .env(&[
             ("VAGRANT_DOTFILE_PATH", dot.as_str()),
             ("VAGRANT_CHECKPOINT_DISABLE", "1"),
-        ],
-    )
-    .await
+        ])
+        .run()
+        .await
 }
 
 /// vagrant, its provider plugin and (libvirt) a running libvirtd, else a clear error.
@@ -665,7 +663,9 @@ pub async fn create(
         started.elapsed().as_secs_f64()
     ));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let text = run_checked_env("vagrant", &["ssh-config"], &env_ref)
+    let text = Program::new("vagrant", &["ssh-config"])
+        .env(&env_ref)
+        .run()
         .await
         .map_err(|source| VagrantError::Command {
             action: "read ssh-config of",
@@ -685,7 +685,7 @@ pub async fn create(
 
 /// Names of libvirt objects of one kind (`list`, `net-list`, `pool-list` with `--name`).
 async fn virsh_names(args: &[&str]) -> Vec<String> {
-    run_checked_env("virsh", args, &[])
+    process::run("virsh", args)
         .await
         .map(|out| {
             out.lines()
@@ -709,7 +709,7 @@ fn volume_names(table: &str) -> Vec<String> {
 }
 
 async fn virsh(action: &'static str, target: &str, args: &[&str]) -> Result<(), VagrantError> {
-    run_checked_env("virsh", args, &[])
+    process::run("virsh", args)
         .await
         .map(|_| ())
         .map_err(|source| VagrantError::Command {
@@ -764,7 +764,7 @@ async fn foreign_pool_users(plan: &VagrantPlan) -> Vec<String> {
         if domain.starts_with(&format!("{}-", plan.instance)) {
             continue;
         }
-        if let Ok(xml) = run_checked_env("virsh", &["dumpxml", &domain], &[]).await
+        if let Ok(xml) = process::run("virsh", &["dumpxml", &domain]).await
             && uses_dir(&xml, &dir)
         {
             users.push(domain);
@@ -792,7 +792,7 @@ pub async fn destroy(
             let name = domain_name(&plan.instance, &h.name);
             if domains.contains(&name) {
                 // Stopping an already stopped VM fails harmlessly.
-                let _ = run_checked_env("virsh", &["destroy", &name], &[]).await;
+                let _ = process::run("virsh", &["destroy", &name]).await;
                 virsh(
                     "undefine VM",
                     &name,
@@ -816,19 +816,19 @@ pub async fn destroy(
                 });
             }
             // The volumes go with the pool's directory below; libvirt only forgets the pool.
-            report.volumes = run_checked_env("virsh", &["vol-list", "--pool", &pool], &[])
+            report.volumes = process::run("virsh", &["vol-list", "--pool", &pool])
                 .await
                 .map(|table| volume_names(&table))
                 .unwrap_or_default();
             // Stopping an inactive pool fails harmlessly.
-            let _ = run_checked_env("virsh", &["pool-destroy", &pool], &[]).await;
+            let _ = process::run("virsh", &["pool-destroy", &pool]).await;
             virsh("undefine storage pool", &pool, &["pool-undefine", &pool]).await?;
             report.pools.push(pool);
         }
         let networks = virsh_names(&["net-list", "--all", "--name"]).await;
         for name in network_names(&plan.instance) {
             if networks.contains(&name) {
-                let _ = run_checked_env("virsh", &["net-destroy", &name], &[]).await;
+                let _ = process::run("virsh", &["net-destroy", &name]).await;
                 virsh("undefine network", &name, &["net-undefine", &name]).await?;
                 report.networks.push(name);
             }
@@ -1007,18 +1007,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cwd = env!("CARGO_MANIFEST_DIR");
         let dot = dir.path().display().to_string();
-        let out = run_checked_env(
-            "vagrant",
-            &["status", "--machine-readable"],
-            &[
+        let out = Program::new("vagrant", &["status", "--machine-readable"])
+            .env(&[
                 ("VAGRANT_CWD", cwd),
                 ("VAGRANT_DOTFILE_PATH", &dot),
                 ("VAGRANT_CHECKPOINT_DISABLE", "1"),
                 ("VAGRANT_DEFAULT_PROVIDER", "libvirt"),
-            ],
-        )
-        .await
-        .expect("vagrant status");
+            ])
+            .run()
+            .await
+            .expect("vagrant status");
         let machines: Vec<String> = out
             .lines()
             .filter_map(parse_machine_line)

@@ -8,6 +8,7 @@
 
 use crate::images;
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use kubeforge::process::{Program, command_line, find_program};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -501,8 +502,8 @@ fn ensure_host_tools(log: &Path) -> Result<()> {
     }
     for tool in HOST_COMMANDS {
         ensure!(
-            command_exists(tool),
-            "`{tool}` is not on PATH after installing {}",
+            find_program(tool).is_some(),
+            "`{tool}` is not found after installing {}",
             HOST_PACKAGES.join(" ")
         );
     }
@@ -535,15 +536,6 @@ fn installed_packages(dpkg_query: &str) -> Vec<String> {
             (status.trim() == "installed").then(|| name.to_string())
         })
         .collect()
-}
-
-fn command_exists(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            fs::metadata(dir.join(name))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
 }
 
 /// deb822 stanzas enabling `deb-src` for the machine's own Debian sources.
@@ -663,21 +655,8 @@ struct Toolchain {
 
 fn toolchain_versions() -> Result<Toolchain> {
     let first_line = |program: &str, arg: &str| -> Result<String> {
-        let out = Command::new(program)
-            .arg(arg)
-            .output()
-            .with_context(|| format!("running `{program} {arg}`"))?;
-        ensure!(
-            out.status.success(),
-            "`{program} {arg}` failed: {}",
-            out.status
-        );
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string())
+        let out = Program::new(program, &[arg]).run_blocking()?;
+        Ok(out.lines().next().unwrap_or_default().trim().to_string())
     };
     Ok(Toolchain {
         go: first_line("go", "version")?,
@@ -1050,18 +1029,9 @@ fn version_after(text: &str, prefix: &str) -> Option<String> {
 
 /// The `NEEDED` entries of an ELF file, via readelf (binutils comes with gcc).
 fn needed_libraries(binary: &Path) -> Result<Vec<String>> {
-    let out = Command::new("readelf")
-        .args(["-d", "-W"])
-        .arg(binary)
-        .output()
-        .with_context(|| format!("running readelf on {}", binary.display()))?;
-    ensure!(
-        out.status.success(),
-        "readelf -d {} failed: {}",
-        binary.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(parse_needed(&String::from_utf8_lossy(&out.stdout)))
+    let path = binary.to_string_lossy();
+    let out = Program::new("readelf", &["-d", "-W", &path]).run_blocking()?;
+    Ok(parse_needed(&out))
 }
 
 pub(crate) fn parse_needed(readelf: &str) -> Vec<String> {
@@ -1126,18 +1096,7 @@ pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
 }
 
 fn display_command(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| {
-            let a = a.to_string_lossy();
-            if a.contains(' ') {
-                format!("'{a}'")
-            } else {
-                a.into_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    command_line(std::iter::once(cmd.get_program()).chain(cmd.get_args()))
 }
 
 /// Run `cmd` with its output appended to `log`; a failure names the command and shows the tail.

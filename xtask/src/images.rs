@@ -14,6 +14,7 @@ use crate::artifacts::{
 };
 use anyhow::{Context, Result, anyhow, ensure};
 use kubeforge::files::{Sha256Writer, sha256_hex};
+use kubeforge::process::Program;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -773,18 +774,8 @@ fn is_elf(path: &Path) -> Result<bool> {
 
 /// The program interpreter and `NEEDED` entries of an ELF file, via readelf.
 fn elf_dependencies(path: &Path) -> Result<(Option<String>, Vec<String>)> {
-    let out = Command::new("readelf")
-        .args(["-l", "-d", "-W"])
-        .arg(path)
-        .output()
-        .with_context(|| format!("running readelf on {}", path.display()))?;
-    ensure!(
-        out.status.success(),
-        "readelf -l -d {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let path = path.to_string_lossy();
+    let text = Program::new("readelf", &["-l", "-d", "-W", &path]).run_blocking()?;
     Ok((parse_interpreter(&text), parse_needed(&text)))
 }
 

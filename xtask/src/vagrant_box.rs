@@ -8,8 +8,9 @@
 
 use anyhow::{Context, Result, ensure};
 use kubeforge::files::sha256_hex;
+use kubeforge::process::{Program, running_as_root};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -92,11 +93,8 @@ fn say(line: &str) {
 /// Installs and starts what the driver needs, then builds or reuses the box; returns its name.
 pub fn run(root: &Path, opts: &Options) -> Result<String> {
     let started = Instant::now();
-    let uid = fs::metadata("/proc/self")
-        .context("reading /proc/self")?
-        .uid();
     ensure!(
-        uid == 0,
+        running_as_root(),
         "must run as root: it installs packages, starts libvirtd and mounts a loop device"
     );
     let dir = opts.cache_dir.join("vagrant-box");
@@ -194,22 +192,25 @@ impl Recipe {
     }
 }
 
-fn output(program: &str, args: &[&str]) -> Result<std::process::Output> {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    quiet_vagrant(&mut cmd)
-        .output()
-        .with_context(|| format!("starting `{program} {}`", args.join(" ")))
-}
+/// vagrant never asks HashiCorp for updates: nothing leaves the machine.
+const VAGRANT_ENV: [(&str, &str); 1] = [("VAGRANT_CHECKPOINT_DISABLE", "1")];
 
 /// vagrant run outside any project (it would create `.vagrant/` next to a Vagrantfile
-/// found from the current directory) and without asking HashiCorp for updates.
+/// found from the current directory) and without asking for updates.
 fn quiet_vagrant(cmd: &mut Command) -> &mut Command {
-    cmd.current_dir("/").env("VAGRANT_CHECKPOINT_DISABLE", "1")
+    cmd.current_dir("/").envs(VAGRANT_ENV)
+}
+
+/// Whether `program args` runs and exits 0.
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Program::new(program, args).run_blocking().is_ok()
 }
 
 fn installed(package: &str) -> Result<bool> {
-    let out = output("dpkg-query", &["-W", "-f=${Status}", package])?;
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .context("running dpkg-query")?;
     Ok(String::from_utf8_lossy(&out.stdout).ends_with(" installed"))
 }
 
@@ -225,8 +226,10 @@ fn ensure_packages(log: &Path) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let utils = output("dpkg-query", &["-W", "-f=${Version}", "qemu-utils"])?;
-    let backports = String::from_utf8_lossy(&utils.stdout).contains("bpo");
+    // Not installed: dpkg-query fails and there is no version to look at.
+    let backports = Program::new("dpkg-query", &["-W", "-f=${Version}", "qemu-utils"])
+        .run_blocking()
+        .is_ok_and(|version| version.contains("bpo"));
     if backports && !Path::new(BACKPORTS_SOURCE).exists() {
         let mirror = detect_mirror();
         write_atomic(
@@ -283,17 +286,14 @@ fn ensure_libvirt(log: &Path) -> Result<()> {
         run_logged(cmd, log)?;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !output("virsh", &["-c", "qemu:///system", "version"])?
-        .status
-        .success()
-    {
+    while !succeeds("virsh", &["-c", "qemu:///system", "version"]) {
         ensure!(
             Instant::now() < deadline,
             "libvirtd does not answer on qemu:///system after 20s (see /var/log/libvirt)"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    if !output("virsh", &["pool-info", "default"])?.status.success() {
+    if !succeeds("virsh", &["pool-info", "default"]) {
         say("defining libvirt storage pool 'default' in /var/lib/libvirt/images");
         for args in [
             &[
@@ -325,13 +325,11 @@ fn daemon_running(daemon: &str) -> bool {
 }
 
 fn box_listed(name: &str) -> Result<bool> {
-    let out = output("vagrant", &["box", "list", "--machine-readable"])?;
-    ensure!(
-        out.status.success(),
-        "`vagrant box list` failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(listed_boxes(&String::from_utf8_lossy(&out.stdout))
+    let out = Program::new("vagrant", &["box", "list", "--machine-readable"])
+        .env(&VAGRANT_ENV)
+        .current_dir(Path::new("/"))
+        .run_blocking()?;
+    Ok(listed_boxes(&out)
         .iter()
         .any(|(n, provider)| n == name && provider == "libvirt"))
 }
@@ -448,14 +446,11 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
         loop_dev: None,
         mounts: Vec::new(),
     };
-    let out = output("losetup", &["--find", "--show", &raw.to_string_lossy()])?;
-    ensure!(
-        out.status.success(),
-        "losetup {}: {}",
-        raw.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let raw_path = raw.to_string_lossy();
+    let dev = Program::new("losetup", &["--find", "--show", &raw_path])
+        .run_blocking()?
+        .trim()
+        .to_string();
     disk.loop_dev = Some(dev.clone());
     // No udev: the kernel makes no loopNp1 for an MBR partition until partx asks.
     let mut partx = Command::new("partx");
