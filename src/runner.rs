@@ -223,13 +223,16 @@ impl Runner {
         }
         ClientKey::load_or_generate(&self.state_dir.ssh_key())?;
         let start = Instant::now();
-        let log = self.log.clone();
-        let print = move |line: &str| log.verbose(line);
         // Saved before the driver runs, so a failed create is still destroyed by name.
         self.state_dir.save(&self.state)?;
         let pub_key = self.state_dir.ssh_key().with_extension("pub");
-        let (inventory, network) =
-            driver::create(&self.scenario, &self.state.instance, &pub_key, &print).await?;
+        let ctx = driver::DriverContext {
+            project_root: &self.root,
+            state_dir: &self.state_dir,
+            instance: &self.state.instance,
+            log: &self.log,
+        };
+        let (inventory, network) = driver::create(&self.scenario, &ctx, &pub_key).await?;
         let ready = start.elapsed().as_secs_f64();
         // New hosts have new host keys: forget old pins, pin the new ones on first contact.
         let mut pins = HostKeyPins::load(&self.state_dir.host_key_pins())?;
@@ -580,9 +583,13 @@ impl Runner {
         for (_, s) in std::mem::take(&mut self.sessions) {
             s.close().await;
         }
-        let log = self.log.clone();
-        let print = move |line: &str| log.verbose(line);
-        let what = driver::destroy(&self.scenario, &self.state.instance, &print).await?;
+        let ctx = driver::DriverContext {
+            project_root: &self.root,
+            state_dir: &self.state_dir,
+            instance: &self.state.instance,
+            log: &self.log,
+        };
+        let what = driver::destroy(&self.scenario, &ctx).await?;
         if self.state_dir.root.exists() {
             std::fs::remove_dir_all(&self.state_dir.root).map_err(|source| StateError::Io {
                 path: self.state_dir.root.clone(),

@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use crate::files::sha256_hex;
 use crate::process::{self, CommandFailure, Outcome, Program, find_program, running_as_root};
+use crate::report::Logger;
 
 /// Bump when the build steps change in a way the package list and files do not show.
 const RECIPE_VERSION: &str = "kubeforge-host-recipe-1";
@@ -214,7 +215,7 @@ const REQUIRED_TOOLS: &[(&str, &str)] = &[
 
 /// Makes sure podman, runc and debootstrap exist; installs them with apt when running
 /// as root on Debian, otherwise says exactly what to install.
-pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageError> {
+pub async fn ensure_prerequisites(log: &Logger) -> Result<(), HostImageError> {
     let missing: Vec<&str> = REQUIRED_TOOLS
         .iter()
         .filter(|(tool, _)| find_program(tool).is_none())
@@ -231,7 +232,7 @@ pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageErr
             install,
         });
     }
-    log(&format!(
+    log.verbose(format!(
         "installing missing packages: {}",
         missing.join(" ")
     ));
@@ -245,7 +246,7 @@ pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageErr
         }
     }
     if !known {
-        log("apt-get update");
+        log.verbose("apt-get update");
         apt(&["update"]).await.map_err(cmd_err("apt-get update"))?;
     }
     let mut args = vec!["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"];
@@ -291,13 +292,13 @@ fn recipe_hash() -> String {
 }
 
 /// Returns the node image reference, building and importing it first if Podman lacks it.
-pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageError> {
+pub async fn ensure_host_image(log: &Logger) -> Result<String, HostImageError> {
     let reference = image_ref();
     if process::run("podman", &["image", "exists", &reference])
         .await
         .is_ok()
     {
-        log(&format!("host image {reference} is cached"));
+        log.verbose(format!("host image {reference} is cached"));
         return Ok(reference);
     }
     remove_abandoned_workdirs(log).await;
@@ -314,14 +315,14 @@ pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageEr
     let cleaned = remove_workdir(&workdir).await;
     built?;
     cleaned?;
-    log(&format!("host image {reference} is ready"));
+    log.verbose(format!("host image {reference} is ready"));
     remove_stale_images(&reference, log).await;
     Ok(reference)
 }
 
 /// Drops images of older recipes so iterating on the recipe does not fill the disk;
 /// ones still used by some instance's containers stay (podman refuses, which is fine).
-async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
+async fn remove_stale_images(current: &str, log: &Logger) {
     let filter = format!("reference={IMAGE_REPO}");
     let Ok(listed) = process::run(
         "podman",
@@ -343,14 +344,14 @@ async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
         .filter(|r| !r.is_empty() && *r != current)
     {
         if process::run("podman", &["rmi", stale]).await.is_ok() {
-            log(&format!("removed stale host image {stale}"));
+            log.verbose(format!("removed stale host image {stale}"));
         }
     }
 }
 
-async fn build(rootfs: &Path, reference: &str, log: &dyn Fn(&str)) -> Result<(), HostImageError> {
+async fn build(rootfs: &Path, reference: &str, log: &Logger) -> Result<(), HostImageError> {
     let mirror = detect_mirror();
-    log(&format!(
+    log.verbose(format!(
         "building host image {reference}: debootstrap {SUITE} from {mirror} (takes a few minutes)"
     ));
     let include = format!("--include={}", PACKAGES.join(","));
@@ -367,15 +368,15 @@ async fn build(rootfs: &Path, reference: &str, log: &dyn Fn(&str)) -> Result<(),
     with_heartbeat(debootstrap, "debootstrap", log)
         .await
         .map_err(cmd_err(format!("debootstrap {SUITE} from {mirror}")))?;
-    log("configuring host rootfs");
+    log.verbose("configuring host rootfs");
     configure(rootfs).await?;
-    log(&format!("importing rootfs as {reference}"));
+    log.verbose(format!("importing rootfs as {reference}"));
     with_heartbeat(import(rootfs, reference), "podman import", log).await
 }
 
 /// Awaits `work`, logging every 30 s that it is still running, so a long silent step
 /// does not look hung.
-async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn Fn(&str)) -> T {
+async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &Logger) -> T {
     let started = std::time::Instant::now();
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
     ticks.tick().await;
@@ -383,7 +384,7 @@ async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn 
     loop {
         tokio::select! {
             done = &mut work => return done,
-            _ = ticks.tick() => log(&format!(
+            _ = ticks.tick() => log.verbose(format!(
                 "{what} still running ({}s)",
                 started.elapsed().as_secs()
             )),
@@ -392,7 +393,7 @@ async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn 
 }
 
 /// Removes build directories whose builder process is gone (killed or crashed builds).
-async fn remove_abandoned_workdirs(log: &dyn Fn(&str)) {
+async fn remove_abandoned_workdirs(log: &Logger) {
     let Some((parent, name_prefix)) = WORKDIR_PREFIX.rsplit_once('/') else {
         return;
     };
@@ -411,11 +412,11 @@ async fn remove_abandoned_workdirs(log: &dyn Fn(&str)) {
             continue;
         }
         match remove_workdir(&entry.path()).await {
-            Ok(()) => log(&format!(
+            Ok(()) => log.verbose(format!(
                 "removed abandoned build directory {}",
                 entry.path().display()
             )),
-            Err(e) => log(&format!("could not remove abandoned build directory: {e}")),
+            Err(e) => log.verbose(format!("could not remove abandoned build directory: {e}")),
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::net::{Ipv4Net, NetError};
 use crate::process::{self, CommandFailure};
+use crate::report::Logger;
 
 /// Label put on every container, volume and network of an instance.
 pub const INSTANCE_LABEL: &str = "kubeforge.instance";
@@ -390,7 +391,7 @@ async fn podman_all(invocations: Vec<Vec<String>>) -> Vec<Result<String, Command
 pub async fn create(
     plan: &PodmanPlan,
     image: &str,
-    log: &dyn Fn(&str),
+    log: &Logger,
 ) -> Result<(CreatedNetwork, Vec<CreatedHost>), PodmanError> {
     validate_plan(plan)?;
     let keys_text = tokio::fs::read_to_string(&plan.authorized_keys)
@@ -428,7 +429,7 @@ pub async fn create(
         let container = container_name(&plan.instance, &host.name);
         result.map_err(command_err("start container", &container))?;
         let address = host_ip(&network.subnet, host.last_octet)?;
-        log(&format!(
+        log.verbose(format!(
             "host {}: container {container} started at {address}",
             host.name
         ));
@@ -439,7 +440,7 @@ pub async fn create(
         });
     }
     wait_for_ssh(&hosts, log).await?;
-    log(&format!(
+    log.verbose(format!(
         "instance {}: {} host(s) ready in {:.1}s",
         plan.instance,
         hosts.len(),
@@ -458,10 +459,7 @@ fn volume_create_args(instance: &str, name: &str) -> Vec<String> {
     ]
 }
 
-async fn create_network(
-    plan: &PodmanPlan,
-    log: &dyn Fn(&str),
-) -> Result<CreatedNetwork, PodmanError> {
+async fn create_network(plan: &PodmanPlan, log: &Logger) -> Result<CreatedNetwork, PodmanError> {
     let name = network_name(&plan.instance);
     let label = format!("{INSTANCE_LABEL}={}", plan.instance);
     let create = |subnet: String| {
@@ -516,7 +514,7 @@ async fn create_network(
     let gateway = parse_subnet(&subnet)?
         .nth(1)
         .expect("a /16../24 network has a second address");
-    log(&format!(
+    log.verbose(format!(
         "network {name} created: {subnet}, gateway {gateway}"
     ));
     Ok(CreatedNetwork {
@@ -539,11 +537,7 @@ async fn used_subnets() -> Result<Vec<Ipv4Net>, PodmanError> {
 
 /// Puts the public keys into a labelled volume that every host mounts read-only: it
 /// outlives the caller's file, survives host restarts and goes away with [`destroy`].
-async fn install_keys(
-    plan: &PodmanPlan,
-    keys: &str,
-    log: &dyn Fn(&str),
-) -> Result<(), PodmanError> {
+async fn install_keys(plan: &PodmanPlan, keys: &str, log: &Logger) -> Result<(), PodmanError> {
     let volume = keys_volume_name(&plan.instance);
     let args = volume_create_args(&plan.instance, &volume);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -576,7 +570,7 @@ async fn install_keys(
     tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
         .await
         .map_err(io("chmod", &file))?;
-    log(&format!(
+    log.verbose(format!(
         "volume {volume}: authorized keys for {LOGIN_USER} installed"
     ));
     Ok(())
@@ -584,7 +578,7 @@ async fn install_keys(
 
 /// Waits for every host's sshd; a host that never answers is reported with its
 /// container's state.
-async fn wait_for_ssh(hosts: &[CreatedHost], log: &dyn Fn(&str)) -> Result<(), PodmanError> {
+async fn wait_for_ssh(hosts: &[CreatedHost], log: &Logger) -> Result<(), PodmanError> {
     let endpoints: Vec<super::SshEndpoint> = hosts
         .iter()
         .map(|h| super::SshEndpoint {
@@ -619,7 +613,7 @@ async fn wait_for_ssh(hosts: &[CreatedHost], log: &dyn Fn(&str)) -> Result<(), P
 
 /// Removes everything labelled with `instance`: containers (with their anonymous
 /// volumes), then named volumes, then the network. Nothing there is success.
-pub async fn destroy(instance: &str, log: &dyn Fn(&str)) -> Result<DestroyReport, PodmanError> {
+pub async fn destroy(instance: &str, log: &Logger) -> Result<DestroyReport, PodmanError> {
     if !is_dns_label(instance, 40) {
         return Err(PodmanError::InvalidPlan {
             instance: instance.to_string(),
@@ -664,7 +658,7 @@ async fn remove_labelled(
     remove: &[&str],
     filter: &str,
     instance: &str,
-    log: &dyn Fn(&str),
+    log: &Logger,
 ) -> Result<Vec<String>, PodmanError> {
     let names = list_labelled(list, filter, instance).await?;
     if !names.is_empty() {
@@ -673,10 +667,7 @@ async fn remove_labelled(
         podman(&args)
             .await
             .map_err(command_err("remove objects of instance", instance))?;
-        log(&format!(
-            "instance {instance}: removed {}",
-            names.join(", ")
-        ));
+        log.verbose(format!("instance {instance}: removed {}", names.join(", ")));
     }
     Ok(names)
 }
@@ -925,8 +916,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs root, podman and the Debian mirror; builds the host image"]
     async fn podman_round_trip() {
-        let t0 = Instant::now();
-        let log = |line: &str| eprintln!("[{:7.2}s] {line}", t0.elapsed().as_secs_f64());
+        let log = Logger::new(true, None);
         crate::driver::host_image::ensure_prerequisites(&log)
             .await
             .expect("prerequisites");

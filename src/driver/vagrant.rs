@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::net::{Ipv4Net, NetError};
 use crate::process::{self, CommandFailure, Program};
+use crate::report::Logger;
 use crate::scenario::{Group, VagrantProvider};
 
 /// Prefix of the boxes `cargo xtask vagrant-box` builds (Vagrant stores `/` as `-VAGRANTSLASH-`).
@@ -505,7 +506,7 @@ async fn vagrant(
     plan: &VagrantPlan,
     env: &[(String, String)],
     args: &[&str],
-    log: &(dyn Fn(&str) + Sync),
+    log: &Logger,
 ) -> Result<(), VagrantError> {
     let path = log_file(plan);
     let mut file = tokio::fs::OpenOptions::new()
@@ -550,9 +551,9 @@ async fn vagrant(
             let _ = file.write_all(line.as_bytes()).await;
             let _ = file.write_all(b"\n").await;
             if is_err {
-                log(&format!("vagrant: {}", line.trim()));
+                log.verbose(format!("vagrant: {}", line.trim()));
             } else if let Some(p) = parse_machine_line(&line).as_ref().and_then(progress_line) {
-                log(&p);
+                log.verbose(&p);
             }
         }
         let _ = file.flush().await;
@@ -599,7 +600,7 @@ async fn vagrant(
 async fn wait_for_ssh(
     plan: &VagrantPlan,
     vms: &[CreatedVm],
-    log: &(dyn Fn(&str) + Sync),
+    log: &Logger,
 ) -> Result<(), VagrantError> {
     let endpoints: Vec<super::SshEndpoint> = vms
         .iter()
@@ -624,7 +625,7 @@ async fn wait_for_ssh(
 pub async fn create(
     plan: &VagrantPlan,
     authorized_keys: &Path,
-    log: &(dyn Fn(&str) + Sync),
+    log: &Logger,
 ) -> Result<Vec<CreatedVm>, VagrantError> {
     validate_plan(plan)?;
     check_prerequisites(plan).await?;
@@ -648,7 +649,7 @@ pub async fn create(
         ensure_pool(plan, log).await?;
     }
     let env = vagrant_env(plan, box_name.as_deref(), Some(authorized_keys));
-    log(&format!(
+    log.verbose(format!(
         "vagrant up: {} VMs ({}, box {}), log {}",
         plan.hosts.len(),
         plan.provider.as_str(),
@@ -658,7 +659,7 @@ pub async fn create(
     let started = Instant::now();
     let provider = format!("--provider={}", plan.provider.as_str());
     vagrant(plan, &env, &["up", &provider, "--machine-readable"], log).await?;
-    log(&format!(
+    log.verbose(format!(
         "vagrant up: {:.0}s",
         started.elapsed().as_secs_f64()
     ));
@@ -674,7 +675,7 @@ pub async fn create(
         })?;
     let created = vms_from_ssh_config(&plan.hosts, &text)?;
     for vm in &created {
-        log(&format!(
+        log.verbose(format!(
             "{}: ssh {}@{}:{}, private address {}",
             vm.name, vm.user, vm.ssh_address, vm.ssh_port, vm.ip
         ));
@@ -721,7 +722,7 @@ async fn virsh(action: &'static str, target: &str, args: &[&str]) -> Result<(), 
 
 /// The run's own storage pool, a directory in the scenario's state: the box volume and the
 /// VMs' disks go there, and [`destroy`] removes it whole, so no volume outlives the run.
-async fn ensure_pool(plan: &VagrantPlan, log: &(dyn Fn(&str) + Sync)) -> Result<(), VagrantError> {
+async fn ensure_pool(plan: &VagrantPlan, log: &Logger) -> Result<(), VagrantError> {
     let name = pool_name(&plan.instance);
     let dir = pool_dir(plan);
     tokio::fs::create_dir_all(&dir).await.map_err(io_err(
@@ -740,7 +741,7 @@ async fn ensure_pool(plan: &VagrantPlan, log: &(dyn Fn(&str) + Sync)) -> Result<
             &["pool-define-as", &name, "dir", "--target", &target],
         )
         .await?;
-        log(&format!("libvirt storage pool {name} in {target}"));
+        log.verbose(format!("libvirt storage pool {name} in {target}"));
     }
     if !virsh_names(&["pool-list", "--name"]).await.contains(&name) {
         virsh("start storage pool", &name, &["pool-start", &name]).await?;
@@ -776,10 +777,7 @@ async fn foreign_pool_users(plan: &VagrantPlan) -> Vec<String> {
 /// `vagrant destroy -f`, then whatever of the instance libvirt still holds (VMs, the
 /// storage pool with the box volume and any disk, the two networks), then Vagrant's state.
 /// Nothing there is not an error, so this also cleans up after a failed create.
-pub async fn destroy(
-    plan: &VagrantPlan,
-    log: &(dyn Fn(&str) + Sync),
-) -> Result<DestroyReport, VagrantError> {
+pub async fn destroy(plan: &VagrantPlan, log: &Logger) -> Result<DestroyReport, VagrantError> {
     let mut report = DestroyReport::default();
     if dotfile_dir(plan).is_dir() && vagrant_output(plan, &["--version"]).await.is_ok() {
         let env = vagrant_env(plan, plan.box_name.as_deref(), None);
