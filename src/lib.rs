@@ -2,6 +2,7 @@
 //! Kubernetes cluster over SSH. The CLI (`src/main.rs`) is a thin layer over this library.
 
 pub mod artifacts;
+pub mod debian;
 pub mod driver;
 pub mod engine;
 pub mod files;

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use crate::debian;
 use crate::files::sha256_hex;
 use crate::process::{self, CommandFailure, Outcome, Program, find_program, running_as_root};
 use crate::report::Logger;
@@ -13,7 +14,6 @@ use crate::report::Logger;
 /// Bump when the build steps change in a way the package list and files do not show.
 const RECIPE_VERSION: &str = "kubeforge-host-recipe-1";
 const SUITE: &str = "bookworm";
-const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 const IMAGE_REPO: &str = "localhost/kubeforge-host";
 /// Build directories are `<prefix><pid>-<random>`, so ones left by a killed build can be
 /// recognised by their dead pid.
@@ -236,33 +236,12 @@ pub async fn ensure_prerequisites(log: &Logger) -> Result<(), HostImageError> {
         "installing missing packages: {}",
         missing.join(" ")
     ));
-    let mut known = true;
-    for package in &missing {
-        if process::run("apt-cache", &["show", "--no-all-versions", package])
-            .await
-            .is_err()
-        {
-            known = false;
-        }
-    }
-    if !known {
-        log.verbose("apt-get update");
-        apt(&["update"]).await.map_err(cmd_err("apt-get update"))?;
-    }
-    let mut args = vec!["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"];
+    let mut args = vec!["install"];
     args.extend(missing.iter().copied());
-    apt(&args).await.map_err(cmd_err(install))?;
-    Ok(())
-}
-
-async fn apt(args: &[&str]) -> Result<String, CommandFailure> {
-    Program::new("apt-get", args)
-        .env(&[
-            ("DEBIAN_FRONTEND", "noninteractive"),
-            ("APT_LISTCHANGES_FRONTEND", "none"),
-        ])
-        .run()
+    debian::apt_get(&args, log)
         .await
+        .map_err(cmd_err(install))?;
+    Ok(())
 }
 
 /// The image reference for the current recipe: the tag changes whenever the recipe does.
@@ -350,7 +329,7 @@ async fn remove_stale_images(current: &str, log: &Logger) {
 }
 
 async fn build(rootfs: &Path, reference: &str, log: &Logger) -> Result<(), HostImageError> {
-    let mirror = detect_mirror();
+    let mirror = debian::mirror(SUITE);
     log.verbose(format!(
         "building host image {reference}: debootstrap {SUITE} from {mirror} (takes a few minutes)"
     ));
@@ -600,136 +579,9 @@ async fn remove_workdir(workdir: &Path) -> Result<(), HostImageError> {
         .map_err(io_err("remove", workdir))
 }
 
-/// The Debian mirror the machine's apt uses, so the build works wherever apt works.
-fn detect_mirror() -> String {
-    let mut sources = Vec::new();
-    for file in ["/etc/apt/sources.list"] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            sources.push((false, text));
-        }
-    }
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for path in paths {
-            let deb822 = path.extension().is_some_and(|e| e == "sources");
-            let list = path.extension().is_some_and(|e| e == "list");
-            if let (true, Ok(text)) = (deb822 || list, std::fs::read_to_string(&path)) {
-                sources.push((deb822, text));
-            }
-        }
-    }
-    sources
-        .iter()
-        .find_map(|(deb822, text)| {
-            if *deb822 {
-                mirror_from_deb822(text, SUITE)
-            } else {
-                mirror_from_one_line(text, SUITE)
-            }
-        })
-        .unwrap_or_else(|| FALLBACK_MIRROR.to_string())
-}
-
-fn usable_uri(uri: &str) -> bool {
-    ["http://", "https://", "file:/"]
-        .iter()
-        .any(|scheme| uri.starts_with(scheme))
-}
-
-/// First `deb` URI serving `suite` with component main, in deb822 (`.sources`) format.
-fn mirror_from_deb822(text: &str, suite: &str) -> Option<String> {
-    text.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .filter(|line| !line.trim_start().starts_with('#'))
-                .find_map(|line| {
-                    let (key, value) = line.split_once(':')?;
-                    key.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| value.split_whitespace().map(str::to_string).collect())
-                })
-                .unwrap_or_else(Vec::new)
-        };
-        let enabled = field("Enabled").first().is_none_or(|v| v != "no");
-        let serves = field("Types").iter().any(|t| t == "deb")
-            && field("Suites").iter().any(|s| s == suite)
-            && field("Components").iter().any(|c| c == "main");
-        if !(enabled && serves) {
-            return None;
-        }
-        field("URIs").into_iter().find(|uri| usable_uri(uri))
-    })
-}
-
-/// First `deb` URI serving `suite` with component main, in one-line (`.list`) format.
-fn mirror_from_one_line(text: &str, suite: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let line = line.split('#').next()?.trim();
-        let rest = line.strip_prefix("deb ")?.trim_start();
-        let rest = if rest.starts_with('[') {
-            rest.split_once(']')?.1
-        } else {
-            rest
-        };
-        let mut words = rest.split_whitespace();
-        let uri = words.next()?;
-        let line_suite = words.next()?;
-        let has_main = words.any(|c| c == "main");
-        (line_suite == suite && has_main && usable_uri(uri)).then(|| uri.to_string())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deb822_picks_main_suite_not_security() {
-        let text = "Types: deb\n\
-                    # http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
-                    URIs: http://mirror.example/debian\n\
-                    Suites: bookworm bookworm-updates\n\
-                    Components: main\n\
-                    \n\
-                    Types: deb\n\
-                    URIs: http://mirror.example/debian-security\n\
-                    Suites: bookworm-security\n\
-                    Components: main\n";
-        assert_eq!(
-            mirror_from_deb822(text, "bookworm").as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        assert_eq!(mirror_from_deb822(text, "trixie"), None);
-    }
-
-    #[test]
-    fn deb822_skips_disabled_and_source_stanzas() {
-        let text = "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n\
-                    Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n\n\
-                    Types: deb\nURIs: cdrom:/media http://on.example/debian\nSuites: bookworm\nComponents: main contrib\n";
-        assert_eq!(
-            mirror_from_deb822(text, "bookworm").as_deref(),
-            Some("http://on.example/debian")
-        );
-    }
-
-    #[test]
-    fn one_line_format_with_options_and_comments() {
-        let text = "# deb http://commented.example/debian bookworm main\n\
-                    deb-src http://src.example/debian bookworm main\n\
-                    deb http://sec.example/debian-security bookworm-security main\n\
-                    deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main contrib\n";
-        assert_eq!(
-            mirror_from_one_line(text, "bookworm").as_deref(),
-            Some("http://one.example/debian")
-        );
-        assert_eq!(
-            mirror_from_one_line("deb http://x/debian bookworm contrib\n", "bookworm"),
-            None
-        );
-    }
 
     #[test]
     fn image_ref_is_stable_and_tagged_by_recipe() {

@@ -8,6 +8,9 @@
 
 use crate::images;
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use kubeforge::debian::{
+    APT_GET_ENV, APT_GET_OPTIONS, apt_get_retrying, deb822_stanzas, one_line_sources,
+};
 use kubeforge::process::{Program, command_line, find_program};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -510,7 +513,8 @@ fn ensure_host_tools(log: &Path) -> Result<()> {
     Ok(())
 }
 
-fn missing_packages(packages: &[&str]) -> Result<Vec<String>> {
+/// Which of `packages` dpkg does not have installed.
+pub(crate) fn missing_packages(packages: &[&str]) -> Result<Vec<String>> {
     // dpkg-query exits 1 when a package is unknown; the output still lists the known ones.
     let out = Command::new("dpkg-query")
         .arg("-W")
@@ -552,97 +556,65 @@ fn deb_src_stanzas() -> Result<Vec<String>> {
 
 /// Copy every enabled `deb` stanza of a deb822 file as a `deb-src` stanza.
 fn deb_src_from_deb822(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let fields: Vec<(&str, &str)> = stanza
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| *v)
-        };
-        let is_deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
-        let enabled = field("Enabled").is_none_or(|e| !e.eq_ignore_ascii_case("no"));
-        if !is_deb || !enabled {
-            continue;
-        }
-        let mut src = String::from("Types: deb-src\n");
-        for (k, v) in &fields {
-            if !k.eq_ignore_ascii_case("Types") {
-                src.push_str(&format!("{k}: {v}\n"));
+    deb822_stanzas(text)
+        .iter()
+        .filter(|stanza| stanza.words("Types").contains(&"deb") && stanza.enabled())
+        .map(|stanza| {
+            let mut src = String::from("Types: deb-src\n");
+            for (k, v) in &stanza.fields {
+                if !k.eq_ignore_ascii_case("Types") {
+                    src.push_str(&format!("{k}: {v}\n"));
+                }
             }
-        }
-        out.push(src);
-    }
-    out
+            src
+        })
+        .collect()
 }
 
 /// Turn one-line `deb [opts] URI SUITE COMPONENTS...` entries into deb822 `deb-src` stanzas.
 fn deb_src_from_one_line(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        let Some(rest) = line.strip_prefix("deb ") else {
-            continue;
-        };
-        let mut rest = rest.trim_start();
-        let mut options = Vec::new();
-        if let Some(opts) = rest.strip_prefix('[')
-            && let Some((opts, tail)) = opts.split_once(']')
-        {
-            options = opts
-                .split_whitespace()
-                .filter_map(|o| o.split_once('='))
-                .collect();
-            rest = tail.trim_start();
-        }
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        let [uri, suite, components @ ..] = words.as_slice() else {
-            continue;
-        };
-        let mut src = format!(
-            "Types: deb-src\nURIs: {uri}\nSuites: {suite}\nComponents: {}\n",
-            components.join(" ")
-        );
-        if let Some((_, key)) = options.iter().find(|(k, _)| *k == "signed-by") {
-            src.push_str(&format!("Signed-By: {key}\n"));
-        }
-        out.push(src);
-    }
-    out
+    one_line_sources(text)
+        .iter()
+        .filter(|source| source.kind == "deb")
+        .map(|source| {
+            let mut src = format!(
+                "Types: deb-src\nURIs: {}\nSuites: {}\nComponents: {}\n",
+                source.uri,
+                source.suite,
+                source.components.join(" ")
+            );
+            if let Some((_, key)) = source.options.iter().find(|(k, _)| *k == "signed-by") {
+                src.push_str(&format!("Signed-By: {key}\n"));
+            }
+            src
+        })
+        .collect()
 }
 
+/// apt-get with the library's options and environment, its output appended to the log.
 fn apt_command(args: &[&str]) -> Command {
     let mut cmd = Command::new("apt-get");
     // The cache is root's: apt's `_apt` sandbox user could not write the downloads there.
-    // Another apt (a parallel build, the machine's own updates) is waited for, not failed on.
-    cmd.args(["-q", "-y", "-o", "APT::Sandbox::User=root"])
-        .args(["-o", "DPkg::Lock::Timeout=600"])
+    cmd.args(APT_GET_OPTIONS)
+        .args(["-o", "APT::Sandbox::User=root"])
         .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive");
+        .envs(APT_GET_ENV);
     cmd
 }
 
 /// apt-get, retried once after `apt-get update` (stale or missing package lists).
 pub(crate) fn apt_get(args: &[&str], cwd: Option<&Path>, log: &Path) -> Result<()> {
-    let command = || {
-        let mut cmd = apt_command(args);
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        cmd
-    };
-    if run_logged(command(), log).is_ok() {
-        return Ok(());
-    }
-    progress("apt-get failed; refreshing package lists and retrying");
-    run_logged(apt_command(&["update"]), log)?;
-    run_logged(command(), log)
+    apt_get_retrying(
+        args,
+        |args| {
+            let mut cmd = apt_command(args);
+            if let Some(dir) = cwd {
+                cmd.current_dir(dir);
+            }
+            run_logged(cmd, log)
+        },
+        |_| progress("apt-get failed; refreshing package lists and retrying"),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

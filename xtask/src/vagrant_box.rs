@@ -7,6 +7,7 @@
 //! (`kubeforge/bookworm-<hash>`): a second run only checks that vagrant knows it.
 
 use anyhow::{Context, Result, ensure};
+use kubeforge::debian;
 use kubeforge::files::sha256_hex;
 use kubeforge::process::{Program, running_as_root};
 use std::fs;
@@ -15,12 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::artifacts::{apt_get, remove_dir_if_exists, run_logged, write_atomic};
+use crate::artifacts::{apt_get, missing_packages, remove_dir_if_exists, run_logged, write_atomic};
 
 /// Bump when the build steps below change what the box holds: part of the recipe hash.
 const RECIPE_VERSION: &str = "kubeforge-vagrant-box-1";
 const SUITE: &str = "bookworm";
-const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 const BOX_PREFIX: &str = "kubeforge/bookworm-";
 /// Virtual disk size in GB; the qcow2 only holds what is written.
 const DISK_GB: u64 = 8;
@@ -206,23 +206,11 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
     Program::new(program, args).run_blocking().is_ok()
 }
 
-fn installed(package: &str) -> Result<bool> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .context("running dpkg-query")?;
-    Ok(String::from_utf8_lossy(&out.stdout).ends_with(" installed"))
-}
-
 /// Installs vagrant, vagrant-libvirt, libvirt and QEMU when any is missing. QEMU comes from
 /// bookworm-backports when the installed qemu-utils does (their versions must match).
 fn ensure_packages(log: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    for p in HOST_PACKAGES.iter().chain(QEMU_PACKAGES) {
-        if !installed(p)? {
-            missing.push(p.to_string());
-        }
-    }
+    let wanted: Vec<&str> = HOST_PACKAGES.iter().chain(QEMU_PACKAGES).copied().collect();
+    let missing = missing_packages(&wanted)?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -231,7 +219,7 @@ fn ensure_packages(log: &Path) -> Result<()> {
         .run_blocking()
         .is_ok_and(|version| version.contains("bpo"));
     if backports && !Path::new(BACKPORTS_SOURCE).exists() {
-        let mirror = detect_mirror();
+        let mirror = debian::mirror(SUITE);
         write_atomic(
             Path::new(BACKPORTS_SOURCE),
             format!(
@@ -400,7 +388,7 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     for d in [&rootfs, &mnt] {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mirror = detect_mirror();
+    let mirror = debian::mirror(SUITE);
     say(&format!(
         "debootstrap {SUITE} from {mirror} (a few minutes; log {})",
         log.display()
@@ -531,50 +519,6 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The Debian mirror apt already uses for bookworm (deb822 or one-line sources).
-fn detect_mirror() -> String {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        more.sort();
-        files.extend(more);
-    }
-    files
-        .iter()
-        .filter_map(|p| fs::read_to_string(p).ok())
-        .find_map(|text| mirror_in(&text))
-        .unwrap_or_else(|| FALLBACK_MIRROR.to_string())
-}
-
-fn mirror_in(text: &str) -> Option<String> {
-    let usable = |u: &str| u.starts_with("http://") || u.starts_with("https://");
-    // One-line format: `deb [opts] URI bookworm main`.
-    let one_line = text.lines().find_map(|line| {
-        let words: Vec<&str> = line
-            .split_whitespace()
-            .filter(|w| !w.starts_with('['))
-            .collect();
-        (words.first() == Some(&"deb") && words.get(2) == Some(&SUITE) && usable(words.get(1)?))
-            .then(|| words[1].to_string())
-    });
-    one_line.or_else(|| {
-        text.split("\n\n").find_map(|stanza| {
-            let field = |key: &str| -> Vec<&str> {
-                stanza
-                    .lines()
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
-                    .map(|(_, v)| v.split_whitespace().collect())
-                    .unwrap_or_default()
-            };
-            (field("Types").contains(&"deb") && field("Suites").contains(&SUITE))
-                .then(|| field("URIs").into_iter().find(|u| usable(u)))
-                .flatten()
-                .map(str::to_string)
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,19 +542,6 @@ mod tests {
             ]
         );
         assert!(listed_boxes("").is_empty());
-    }
-
-    #[test]
-    fn mirror_comes_from_either_sources_format() {
-        let deb822 = "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n\
-                      Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n";
-        assert_eq!(
-            mirror_in(deb822).as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        let one = "deb [arch=amd64] http://one.example/debian bookworm main\n";
-        assert_eq!(mirror_in(one).as_deref(), Some("http://one.example/debian"));
-        assert_eq!(mirror_in("deb http://x/debian trixie main\n"), None);
     }
 
     #[test]
