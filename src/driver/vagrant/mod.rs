@@ -7,8 +7,13 @@
 //! are named after the instance, so two scenarios never collide and [`destroy`] finds what a
 //! failed `vagrant up` left behind. The cluster uses the private network's addresses; SSH
 //! goes where `vagrant ssh-config` says.
+//!
+//! `output` reads what vagrant prints, `libvirt` talks to libvirt directly; this module
+//! plans and runs vagrant.
 
-use std::collections::BTreeMap;
+mod libvirt;
+mod output;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +25,11 @@ use crate::net::{Ipv4Net, NetError};
 use crate::process::{self, CommandFailure, Program};
 use crate::report::Logger;
 use crate::scenario::{Group, VagrantProvider};
+
+pub use output::{SshConfigEntry, parse_ssh_config, vms_from_ssh_config};
+
+use libvirt::ensure_pool;
+use output::{parse_machine_line, progress_line};
 
 /// Prefix of the boxes `cargo xtask vagrant-box` builds (Vagrant stores `/` as `-VAGRANTSLASH-`).
 const LOCAL_BOX_DIR_PREFIX: &str = "kubeforge-VAGRANTSLASH-bookworm-";
@@ -55,15 +65,6 @@ pub struct VagrantPlan {
     pub vagrantfile_dir: PathBuf,
     /// Vagrant's dotfile directory, the raw log and consoles: inside the scenario's state.
     pub work_dir: PathBuf,
-}
-
-/// A VM as `vagrant ssh-config` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshConfigEntry {
-    pub host: String,
-    pub hostname: String,
-    pub port: u16,
-    pub user: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,130 +281,6 @@ fn vagrant_env(
         env.push(("KUBEFORGE_SSH_PUBKEY", k.display().to_string()));
     }
     env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// One line of `vagrant --machine-readable`: `timestamp,target,type,data...`.
-#[derive(Debug, PartialEq, Eq)]
-struct MachineLine {
-    target: String,
-    kind: String,
-    data: Vec<String>,
-}
-
-fn parse_machine_line(line: &str) -> Option<MachineLine> {
-    let mut fields = line.split(',');
-    let stamp = fields.next()?;
-    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let target = fields.next()?.to_string();
-    let kind = fields.next()?.to_string();
-    let data = fields
-        .map(|f| {
-            f.replace("%!(VAGRANT_COMMA)", ",")
-                .replace("\\n", "\n")
-                .replace("\\r", "")
-        })
-        .collect();
-    Some(MachineLine { target, kind, data })
-}
-
-/// The progress line worth showing for a machine-readable line, if any: Vagrant's
-/// `==> host: ...` headlines and errors, not its thousands of detail lines.
-fn progress_line(line: &MachineLine) -> Option<String> {
-    match (line.kind.as_str(), line.data.first().map(String::as_str)) {
-        ("ui", Some("info")) | ("ui", Some("output")) => {
-            let text = line.data.get(1)?.trim();
-            let first = text.lines().next()?.trim();
-            // `==> host:  -- Memory: 512M` and the like are details, not progress.
-            let detail = first
-                .split_once(": ")
-                .is_some_and(|(_, rest)| rest.starts_with(" --"));
-            (first.starts_with("==>") && !detail).then(|| first.to_string())
-        }
-        ("ui", Some("error")) | ("error-exit", _) => {
-            let text = line.data.last()?.trim();
-            Some(format!("vagrant error: {}", text.lines().next()?.trim()))
-        }
-        _ => None,
-    }
-}
-
-/// Blocks of `vagrant ssh-config`, by `Host`.
-pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshConfigEntry> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<SshConfigEntry> = None;
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let (Some(key), Some(value)) = (words.next(), words.next()) else {
-            continue;
-        };
-        match key.to_ascii_lowercase().as_str() {
-            "host" => {
-                if let Some(e) = current.take() {
-                    out.insert(e.host.clone(), e);
-                }
-                current = Some(SshConfigEntry {
-                    host: value.to_string(),
-                    hostname: String::new(),
-                    port: 22,
-                    user: String::new(),
-                });
-            }
-            "hostname" => {
-                if let Some(e) = current.as_mut() {
-                    e.hostname = value.to_string();
-                }
-            }
-            "port" => {
-                if let (Some(e), Ok(p)) = (current.as_mut(), value.parse()) {
-                    e.port = p;
-                }
-            }
-            "user" => {
-                if let Some(e) = current.as_mut() {
-                    e.user = value.to_string();
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(e) = current.take() {
-        out.insert(e.host.clone(), e);
-    }
-    out
-}
-
-/// Each planned host with its SSH endpoint from `vagrant ssh-config` output.
-pub fn vms_from_ssh_config(
-    hosts: &[VagrantHostSpec],
-    ssh_config: &str,
-) -> Result<Vec<CreatedVm>, VagrantError> {
-    let entries = parse_ssh_config(ssh_config);
-    hosts
-        .iter()
-        .map(|h| {
-            let entry = entries
-                .get(&h.name)
-                .ok_or_else(|| VagrantError::NoSshConfig {
-                    host: h.name.clone(),
-                })?;
-            let ssh_address = entry
-                .hostname
-                .parse()
-                .map_err(|_| VagrantError::SshHostName {
-                    host: h.name.clone(),
-                    hostname: entry.hostname.clone(),
-                })?;
-            Ok(CreatedVm {
-                name: h.name.clone(),
-                ip: h.ip,
-                ssh_address,
-                ssh_port: entry.port,
-                user: entry.user.clone(),
-            })
-        })
-        .collect()
 }
 
 /// The newest box `cargo xtask vagrant-box` added, from Vagrant's box directory.
@@ -684,96 +561,6 @@ pub async fn create(
     Ok(created)
 }
 
-/// Names of libvirt objects of one kind (`list`, `net-list`, `pool-list` with `--name`).
-async fn virsh_names(args: &[&str]) -> Vec<String> {
-    process::run("virsh", args)
-        .await
-        .map(|out| {
-            out.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Volume names from `virsh vol-list --pool P`, a table (virsh 9 has no `--name` there).
-fn volume_names(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("---"))
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-async fn virsh(action: &'static str, target: &str, args: &[&str]) -> Result<(), VagrantError> {
-    process::run("virsh", args)
-        .await
-        .map(|_| ())
-        .map_err(|source| VagrantError::Command {
-            action,
-            target: target.to_string(),
-            source,
-        })
-}
-
-/// The run's own storage pool, a directory in the scenario's state: the box volume and the
-/// VMs' disks go there, and [`destroy`] removes it whole, so no volume outlives the run.
-async fn ensure_pool(plan: &VagrantPlan, log: &Logger) -> Result<(), VagrantError> {
-    let name = pool_name(&plan.instance);
-    let dir = pool_dir(plan);
-    tokio::fs::create_dir_all(&dir).await.map_err(io_err(
-        &plan.instance,
-        "create directory",
-        &dir,
-    ))?;
-    if !virsh_names(&["pool-list", "--all", "--name"])
-        .await
-        .contains(&name)
-    {
-        let target = dir.display().to_string();
-        virsh(
-            "define storage pool",
-            &name,
-            &["pool-define-as", &name, "dir", "--target", &target],
-        )
-        .await?;
-        log.verbose(format!("libvirt storage pool {name} in {target}"));
-    }
-    if !virsh_names(&["pool-list", "--name"]).await.contains(&name) {
-        virsh("start storage pool", &name, &["pool-start", &name]).await?;
-    }
-    Ok(())
-}
-
-/// Whether a domain's XML names a file in `dir`: its disks, or (running VMs) their backing
-/// chain.
-fn uses_dir(domain_xml: &str, dir: &Path) -> bool {
-    domain_xml.contains(&format!("'{}/", dir.display()))
-}
-
-/// VMs of other runs whose disks live on files of this run's pool: vagrant-libvirt finds a
-/// box volume by name in any pool, so a run started while this one was up may have based
-/// its disks on this pool's copy of the box.
-async fn foreign_pool_users(plan: &VagrantPlan) -> Vec<String> {
-    let dir = pool_dir(plan);
-    let mut users = Vec::new();
-    for domain in virsh_names(&["list", "--all", "--name"]).await {
-        if domain.starts_with(&format!("{}-", plan.instance)) {
-            continue;
-        }
-        if let Ok(xml) = process::run("virsh", &["dumpxml", &domain]).await
-            && uses_dir(&xml, &dir)
-        {
-            users.push(domain);
-        }
-    }
-    users
-}
-
 /// `vagrant destroy -f`, then whatever of the instance libvirt still holds (VMs, the
 /// storage pool with the box volume and any disk, the two networks), then Vagrant's state.
 /// Nothing there is not an error, so this also cleans up after a failed create.
@@ -785,52 +572,7 @@ pub async fn destroy(plan: &VagrantPlan, log: &Logger) -> Result<DestroyReport, 
         report.vagrant_ran = true;
     }
     if plan.provider == VagrantProvider::Libvirt && tool_works("virsh", &["version"]).await {
-        let domains = virsh_names(&["list", "--all", "--name"]).await;
-        for h in &plan.hosts {
-            let name = domain_name(&plan.instance, &h.name);
-            if domains.contains(&name) {
-                // Stopping an already stopped VM fails harmlessly.
-                let _ = process::run("virsh", &["destroy", &name]).await;
-                virsh(
-                    "undefine VM",
-                    &name,
-                    &["undefine", &name, "--remove-all-storage"],
-                )
-                .await?;
-                report.domains.push(name);
-            }
-        }
-        let pool = pool_name(&plan.instance);
-        if virsh_names(&["pool-list", "--all", "--name"])
-            .await
-            .contains(&pool)
-        {
-            let users = foreign_pool_users(plan).await;
-            if !users.is_empty() {
-                return Err(VagrantError::PoolInUse {
-                    pool,
-                    dir: pool_dir(plan),
-                    users,
-                });
-            }
-            // The volumes go with the pool's directory below; libvirt only forgets the pool.
-            report.volumes = process::run("virsh", &["vol-list", "--pool", &pool])
-                .await
-                .map(|table| volume_names(&table))
-                .unwrap_or_default();
-            // Stopping an inactive pool fails harmlessly.
-            let _ = process::run("virsh", &["pool-destroy", &pool]).await;
-            virsh("undefine storage pool", &pool, &["pool-undefine", &pool]).await?;
-            report.pools.push(pool);
-        }
-        let networks = virsh_names(&["net-list", "--all", "--name"]).await;
-        for name in network_names(&plan.instance) {
-            if networks.contains(&name) {
-                let _ = process::run("virsh", &["net-destroy", &name]).await;
-                virsh("undefine network", &name, &["net-undefine", &name]).await?;
-                report.networks.push(name);
-            }
-        }
+        libvirt::remove_leftovers(plan, &mut report).await?;
     }
     match tokio::fs::remove_dir_all(&plan.work_dir).await {
         Ok(()) => {}
@@ -843,6 +585,7 @@ pub async fn destroy(plan: &VagrantPlan, log: &Logger) -> Result<DestroyReport, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn plan() -> VagrantPlan {
         VagrantPlan {
@@ -868,55 +611,6 @@ mod tests {
             vagrantfile_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
             work_dir: PathBuf::from("/state/vagrant"),
         }
-    }
-
-    #[test]
-    fn ssh_config_blocks_by_host() {
-        let text = "Host etcd-01\n  HostName 192.168.121.14\n  User core\n  Port 22\n  \
-                    IdentityFile /x/private_key\n  IdentitiesOnly yes\n\n\
-                    Host etcd-02\n  HostName 127.0.0.1\n  User core\n  Port 2200\n";
-        let entries = parse_ssh_config(text);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(
-            entries["etcd-01"],
-            SshConfigEntry {
-                host: "etcd-01".into(),
-                hostname: "192.168.121.14".into(),
-                port: 22,
-                user: "core".into(),
-            }
-        );
-        assert_eq!(entries["etcd-02"].port, 2200);
-        assert!(parse_ssh_config("").is_empty());
-    }
-
-    #[test]
-    fn machine_readable_lines_unescape_and_filter() {
-        let line = "1700000000,etcd-01,ui,info,==> etcd-01: Creating domain%!(VAGRANT_COMMA) please wait\\n";
-        let m = parse_machine_line(line).expect("parsed");
-        assert_eq!(m.target, "etcd-01");
-        assert_eq!(m.kind, "ui");
-        assert_eq!(
-            progress_line(&m).as_deref(),
-            Some("==> etcd-01: Creating domain, please wait")
-        );
-        for text in [
-            "    etcd-01: -- Memory: 512M",
-            "==> etcd-01:  -- Memory:            512M",
-        ] {
-            let detail =
-                parse_machine_line(&format!("1700000000,etcd-01,ui,info,{text}")).expect("parsed");
-            assert_eq!(progress_line(&detail), None, "{text}");
-        }
-        let state = parse_machine_line("1700000000,etcd-01,state,running").expect("parsed");
-        assert_eq!(progress_line(&state), None);
-        assert_eq!(parse_machine_line("Bringing machine up"), None);
-        let err = parse_machine_line("1700000000,,error-exit,Vagrant::Errors::X,Box not found\\n")
-            .expect("parsed");
-        assert_eq!(
-            progress_line(&err).as_deref(),
-            Some("vagrant error: Box not found")
-        );
     }
 
     #[test]
@@ -948,32 +642,6 @@ mod tests {
             vagrant_env(&p, None, None).into_iter().collect();
         assert!(!destroy_env.contains_key("KUBEFORGE_SSH_PUBKEY"));
         assert!(!destroy_env.contains_key("KUBEFORGE_BOX"));
-    }
-
-    #[test]
-    fn volume_names_from_the_vol_list_table() {
-        let table = " Name                                   Path\n\
-                     -------------------------------------------------------------\n \
-                     kf-a-1-etcd-01.img                     /s/pool/kf-a-1-etcd-01.img\n \
-                     box_vagrant_box_image_0_17_box.img     /s/pool/box_vagrant_box_image_0_17_box.img\n\n";
-        assert_eq!(
-            volume_names(table),
-            ["kf-a-1-etcd-01.img", "box_vagrant_box_image_0_17_box.img"]
-        );
-        assert!(volume_names(" Name   Path\n--------------\n\n").is_empty());
-    }
-
-    #[test]
-    fn pool_users_are_found_by_disk_and_backing_paths() {
-        let dir = Path::new("/s/vagrant-etcd/vagrant/pool");
-        let backed = "<disk type='file' device='disk'>\n\
-                      <source file='/s/other/vagrant/pool/kf-b-1-etcd-01.img'/>\n\
-                      <backingStore type='file'>\n<format type='qcow2'/>\n\
-                      <source file='/s/vagrant-etcd/vagrant/pool/box_vagrant_box_image_0_1_box.img'/>";
-        assert!(uses_dir(backed, dir));
-        let elsewhere = "<source file='/s/vagrant-etcd/vagrant/pool2/x.img'/>\n\
-                         <source file='/var/lib/libvirt/images/box.img'/>";
-        assert!(!uses_dir(elsewhere, dir));
     }
 
     #[test]
