@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::artifacts::{apt_get, missing_packages, remove_dir_if_exists, run_logged, write_atomic};
+use crate::bundle::{remove_dir_if_exists, write_atomic};
+use crate::logged::run_logged;
+use crate::packages::{apt_get, missing_packages};
 
 /// Bump when the build steps below change what the box holds: part of the recipe hash.
 const RECIPE_VERSION: &str = "kubeforge-vagrant-box-1";
