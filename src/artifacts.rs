@@ -43,6 +43,7 @@ pub struct Artifact {
     pub needed_libraries: Vec<String>,
 }
 
+/// Why the bundle cannot provide an artifact; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("{path}: no artifacts bundle ({source}); build it with `cargo xtask artifacts`")]
@@ -83,6 +84,7 @@ impl Bundle {
         default_cache_dir().join("bundle")
     }
 
+    /// The bundle whose `manifest.json` is in `dir`.
     pub fn load(dir: &Path) -> Result<Bundle, ArtifactError> {
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|source| ArtifactError::Missing {
@@ -138,6 +140,7 @@ impl Bundle {
         })
     }
 
+    /// Refuses a bundle built for another Kubernetes release than the scenario's.
     pub fn require_kubernetes(&self, version: &str) -> Result<(), ArtifactError> {
         if self.kubernetes_version != version {
             return Err(ArtifactError::Version {

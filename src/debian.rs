@@ -17,7 +17,7 @@ pub const APT_GET_ENV: [(&str, &str); 2] = [
     ("APT_LISTCHANGES_FRONTEND", "none"),
 ];
 /// Used when no source of apt names a mirror for the suite.
-pub const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
+const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// Runs `apt-get ARGS` through `run`; if that fails, tells `on_retry`, runs `apt-get
 /// update` and tries once more: stale or missing package lists are the usual cause. `run`

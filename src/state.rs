@@ -26,6 +26,7 @@ pub struct ScenarioState {
     pub steps: BTreeMap<String, StepRecord>,
 }
 
+/// How a step went the last time it ran.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRecord {
     pub passed: bool,
@@ -33,6 +34,7 @@ pub struct StepRecord {
     pub at: String,
 }
 
+/// Failures reading or writing a state directory; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{path}: {action}: {source}")]
@@ -102,6 +104,7 @@ impl StateDir {
         format!("kf-{name}-{short}")
     }
 
+    /// Creates the state directory if it does not exist yet.
     pub fn ensure(&self) -> Result<(), StateError> {
         std::fs::create_dir_all(&self.root).map_err(|source| StateError::Io {
             path: self.root.clone(),

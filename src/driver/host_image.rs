@@ -169,6 +169,7 @@ const CHROOT_STEPS: &[&[&str]] = &[
     &["systemctl", "enable", SYSCTL_SHIM_UNIT],
 ];
 
+/// Failures preparing or building the host image; each names the command or path.
 #[derive(Debug, thiserror::Error)]
 pub enum HostImageError {
     #[error(

@@ -20,6 +20,7 @@ use crate::state::StateDir;
 const SSH_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const SSH_BANNER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A driver's failure, prefixed with the driver it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     #[error("podman: {0}")]

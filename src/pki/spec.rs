@@ -145,10 +145,13 @@ pub fn admin_spec() -> CertSpec {
     client_spec("admin", "admin", &["system:masters"])
 }
 
+/// kube-controller-manager's client certificate; the CN is the user Kubernetes' default RBAC
+/// grants its permissions to.
 pub fn controller_manager_spec() -> CertSpec {
     client_spec("controller-manager", "system:kube-controller-manager", &[])
 }
 
+/// kube-scheduler's client certificate; the CN is the user default RBAC knows.
 pub fn scheduler_spec() -> CertSpec {
     client_spec("scheduler", "system:kube-scheduler", &[])
 }
@@ -159,6 +162,8 @@ pub fn calico_spec() -> CertSpec {
     client_spec("calico", "calico", &[])
 }
 
+/// kube-proxy's client certificate; default RBAC binds `system:kube-proxy` to
+/// `system:node-proxier`.
 pub fn kube_proxy_spec() -> CertSpec {
     client_spec("kube-proxy", "system:kube-proxy", &[])
 }

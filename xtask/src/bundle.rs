@@ -221,6 +221,7 @@ fn version_after(text: &str, prefix: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// [`kubeforge::files::sha256_file`] with an error naming the file.
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     kubeforge::files::sha256_file(path).with_context(|| format!("hashing {}", path.display()))
 }
@@ -231,6 +232,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Removes `dir` and everything in it; a missing directory is fine.
 pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),

@@ -15,6 +15,7 @@ pub(crate) fn dependencies(path: &Path) -> Result<(Option<String>, Vec<String>)>
     Ok((parse_interpreter(&text), parse_needed(&text)))
 }
 
+/// Whether `path` starts with the ELF magic, i.e. may need an interpreter and libraries.
 pub(crate) fn is_elf(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut magic = [0u8; 4];

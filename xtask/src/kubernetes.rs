@@ -15,11 +15,15 @@ use crate::bundle::{
 use crate::logged::{progress, run_logged};
 use crate::packages::apt_get;
 
+/// The Kubernetes release the bundle holds and the scenarios install.
 pub(crate) const KUBE_VERSION: &str = "v1.20.2";
 /// Upstream commit of v1.20.2 (the one `hack/lib/version.sh` of the archive names).
 pub(crate) const KUBE_COMMIT: &str = "faecb196815e248d3ecfb03c680a4507229c2a56";
+/// The pinned Debian source package it is built from.
 pub(crate) const KUBE_SOURCE_PACKAGE: &str = "kubernetes";
+/// Its pinned version, so the cache key never needs an apt query.
 pub(crate) const KUBE_SOURCE_VERSION: &str = "1.20.5+really1.20.2-1.1+deb12u1";
+/// What `make WHAT=...` builds: the server binaries and kubectl.
 pub(crate) const KUBE_COMMANDS: [&str; 6] = [
     "kube-apiserver",
     "kubelet",
@@ -42,11 +46,13 @@ const KUBECTL_PROBE: Probe = Probe::Line {
     prefix: "Client Version:",
 };
 
+/// The build tools' versions: part of the cache keys, so a toolchain upgrade rebuilds.
 pub(crate) struct Toolchain {
     pub(crate) go: String,
     pub(crate) gcc: String,
 }
 
+/// The first line of `go version` and `gcc --version`.
 pub(crate) fn toolchain_versions() -> Result<Toolchain> {
     let first_line = |program: &str, arg: &str| -> Result<String> {
         let out = Program::new(program, &[arg]).run_blocking()?;
@@ -169,6 +175,8 @@ fn dsc_sha256_files(dsc: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Builds [`KUBE_COMMANDS`] with the upstream Makefile, offline (`GOPROXY=off`), and
+/// installs them into the bundle.
 pub(crate) fn build_kubernetes(
     layout: &Layout,
     source: &mut KubeSource,
@@ -226,6 +234,7 @@ pub(crate) fn build_kubernetes(
         .collect()
 }
 
+/// Compiles and strips the pause binary as `build/pause/Makefile` would.
 pub(crate) fn build_pause(
     layout: &Layout,
     source: &mut KubeSource,

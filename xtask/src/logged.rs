@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use kubeforge::process::command_line;
 
+/// One progress line on stderr, prefixed so it stands out from cargo's output.
 pub(crate) fn progress(line: &str) {
     eprintln!("artifacts: {line}");
 }

@@ -81,6 +81,7 @@ const QEMU_PACKAGES: &[&str] = &[
     "seabios",
 ];
 
+/// Options of `cargo xtask vagrant-box`.
 pub struct Options {
     /// Cache root; the box file lives in `<cache>/vagrant-box/<hash>/`.
     pub cache_dir: PathBuf,

@@ -49,6 +49,7 @@ pub struct PodmanHostSpec {
     pub memory_mb: Option<u64>,
 }
 
+/// The hosts of one instance, its network and the keys that may log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodmanPlan {
     /// Unique prefix of every name, e.g. `kf-default-3fa9c1`; also the label value.
@@ -60,6 +61,7 @@ pub struct PodmanPlan {
     pub authorized_keys: PathBuf,
 }
 
+/// A started host: its container and its address on the instance's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedHost {
     pub name: String,
@@ -67,6 +69,7 @@ pub struct CreatedHost {
     pub address: Ipv4Addr,
 }
 
+/// The instance's network as created, for the inventory and `kubeforge list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedNetwork {
     pub name: String,
@@ -86,6 +89,7 @@ async fn podman(args: &[&str]) -> Result<String, CommandFailure> {
     process::run("podman", args).await
 }
 
+/// Failures of the Podman driver; each names the instance, object, command or file.
 #[derive(Debug, thiserror::Error)]
 pub enum PodmanError {
     #[error("podman plan for instance {instance}: {reason}")]

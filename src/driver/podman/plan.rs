@@ -7,6 +7,7 @@ use std::path::Path;
 use super::subnet::host_ip;
 use super::{INSTANCE_LABEL, KEYS_MOUNT, PodmanError, PodmanHostSpec, PodmanPlan};
 
+/// Instance and host names end up in container, network and host names: DNS labels only.
 pub(super) fn is_dns_label(name: &str, max_len: usize) -> bool {
     !name.is_empty()
         && name.len() <= max_len
@@ -17,6 +18,8 @@ pub(super) fn is_dns_label(name: &str, max_len: usize) -> bool {
         && !name.ends_with('-')
 }
 
+/// Every name starts with the instance, so [`super::destroy`] finds it by prefix and label
+/// and two instances never collide.
 pub(super) fn network_name(instance: &str) -> String {
     format!("{instance}-net")
 }
@@ -46,6 +49,8 @@ pub(super) fn host_volumes(instance: &str, host: &PodmanHostSpec) -> Vec<(String
     ]
 }
 
+/// Refuses what podman would only half create: bad names, a host name or address used
+/// twice, an address outside 2..=254, no memory.
 pub(super) fn validate_plan(plan: &PodmanPlan) -> Result<(), PodmanError> {
     let invalid = |reason: String| PodmanError::InvalidPlan {
         instance: plan.instance.clone(),

@@ -27,6 +27,7 @@ pub fn host_ip(subnet: &str, last_octet: u8) -> Result<Ipv4Addr, PodmanError> {
     }
 }
 
+/// A scenario's own subnet: a /16../24 network address clear of Podman's default network.
 pub(super) fn parse_subnet(subnet: &str) -> Result<Ipv4Net, PodmanError> {
     let invalid = |reason: &str| PodmanError::InvalidSubnet {
         subnet: subnet.to_string(),
@@ -87,6 +88,8 @@ pub(super) fn route_subnets(proc_net_route: &str) -> Vec<Ipv4Net> {
         .collect()
 }
 
+/// Where an instance starts looking for a free /24, so instances created at once try
+/// different subnets.
 pub(super) fn instance_seed(instance: &str) -> u8 {
     Sha256::digest(instance.as_bytes())[0]
 }

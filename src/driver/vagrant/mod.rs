@@ -51,6 +51,7 @@ pub struct VagrantHostSpec {
     pub cpus: u32,
 }
 
+/// Everything `vagrant up` and the clean-up need for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VagrantPlan {
     /// Prefix of every VM, volume and network name, e.g. `kf-vagrant-etcd-3fa9c1`.
@@ -67,6 +68,7 @@ pub struct VagrantPlan {
     pub work_dir: PathBuf,
 }
 
+/// A VM `vagrant up` created: where the cluster reaches it and where SSH does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedVm {
     pub name: String,
@@ -90,6 +92,7 @@ pub struct DestroyReport {
     pub networks: Vec<String>,
 }
 
+/// Failures of the Vagrant driver; each names the instance, host, command or file.
 #[derive(Debug, thiserror::Error)]
 pub enum VagrantError {
     #[error("{what} is not available: {INSTALL_HINT}")]

@@ -22,6 +22,7 @@ pub(super) struct MachineLine {
     pub(super) data: Vec<String>,
 }
 
+/// One machine-readable line, unescaped; `None` for anything else vagrant prints.
 pub(super) fn parse_machine_line(line: &str) -> Option<MachineLine> {
     let mut fields = line.split(',');
     let stamp = fields.next()?;

@@ -16,6 +16,7 @@ pub(crate) enum Data {
     Inline(Vec<u8>),
 }
 
+/// One entry of a [`Tree`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Node {
     Dir { mode: u32 },
@@ -31,7 +32,8 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    pub(crate) fn parents(&mut self, path: &str) {
+    /// Adds the parent directories of `path` that are not there yet (mode 0755).
+    fn parents(&mut self, path: &str) {
         let mut end = 0;
         while let Some(i) = path[end..].find('/') {
             end += i;
@@ -63,6 +65,7 @@ impl Tree {
         );
     }
 
+    /// Writes the tree as a tar to `out`: entries in name order, owner and mtime zeroed.
     pub(crate) fn write<W: Write>(&self, out: W) -> Result<W> {
         let mut builder = tar::Builder::new(out);
         for (path, node) in &self.nodes {
