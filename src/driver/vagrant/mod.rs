@@ -106,8 +106,9 @@ pub enum VagrantError {
         #[source]
         source: CommandFailure,
     },
-    #[error("`vagrant {command}` for {instance} failed ({status}); last lines of {}:\n{tail}", log.display())]
+    #[error("`{command}` for {instance} failed ({status}); last lines of {}:\n{tail}", log.display())]
     Vagrant {
+        /// The whole command line, `vagrant up ...`.
         command: String,
         instance: String,
         status: String,
@@ -395,18 +396,17 @@ async fn vagrant(
         .open(&path)
         .await
         .map_err(io_err(&plan.instance, "open log", &path))?;
-    let shown = format!("vagrant {}", args.join(" "));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let program = Program::new("vagrant", args).env(&env);
+    let shown = program.command_line();
     let header = format!("\n$ {shown}\n");
     file.write_all(header.as_bytes())
         .await
         .map_err(io_err(&plan.instance, "write log", &path))?;
-    let mut child = tokio::process::Command::new("vagrant")
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+    let mut child = program
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|_| VagrantError::Missing {
             what: "vagrant".into(),
