@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{Sha256Writer, sha256_file};
+
 /// `KUBEFORGE_CACHE_DIR`, else `/var/cache/kubeforge`: outside the git tree, survives
 /// `cargo clean`. The xtask builds into it; the installer reads the bundle from it.
 pub fn default_cache_dir() -> PathBuf {
@@ -41,6 +43,7 @@ pub struct Artifact {
     pub needed_libraries: Vec<String>,
 }
 
+/// Why the bundle cannot provide an artifact; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("{path}: no artifacts bundle ({source}); build it with `cargo xtask artifacts`")]
@@ -81,6 +84,7 @@ impl Bundle {
         default_cache_dir().join("bundle")
     }
 
+    /// The bundle whose `manifest.json` is in `dir`.
     pub fn load(dir: &Path) -> Result<Bundle, ArtifactError> {
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|source| ArtifactError::Missing {
@@ -113,7 +117,7 @@ impl Bundle {
         let pinned = Bundle::load_manifest(pins)?;
         for a in &pinned.artifacts {
             let dest = cache.join(&a.path);
-            if file_sha256(&dest).ok().as_deref() == Some(a.sha256.as_str()) {
+            if sha256_file(&dest).ok().as_deref() == Some(a.sha256.as_str()) {
                 continue;
             }
             let url = format!("{}/{}", base_url.trim_end_matches('/'), a.path);
@@ -136,6 +140,7 @@ impl Bundle {
         })
     }
 
+    /// Refuses a bundle built for another Kubernetes release than the scenario's.
     pub fn require_kubernetes(&self, version: &str) -> Result<(), ArtifactError> {
         if self.kubernetes_version != version {
             return Err(ArtifactError::Version {
@@ -150,7 +155,6 @@ impl Bundle {
 /// Downloads `url` to `dest`, hashing while streaming; the file only gets its name once its
 /// sha256 matches `sha256`, so a bad download never reaches a host.
 pub fn fetch_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), ArtifactError> {
-    use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
     let io = |action, source| ArtifactError::Io {
         path: dest.to_path_buf(),
@@ -165,9 +169,9 @@ pub fn fetch_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), Artifa
         detail: e.to_string(),
     })?;
     let partial = dest.with_extension("partial");
-    let mut file = std::fs::File::create(&partial).map_err(|e| io("create", e))?;
+    let file = std::fs::File::create(&partial).map_err(|e| io("create", e))?;
+    let mut writer = Sha256Writer::new(file);
     let mut reader = response.into_body().into_reader();
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = reader.read(&mut buf).map_err(|e| ArtifactError::Download {
@@ -177,14 +181,9 @@ pub fn fetch_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), Artifa
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(|e| io("write", e))?;
+        writer.write_all(&buf[..n]).map_err(|e| io("write", e))?;
     }
-    let got: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (file, got, _) = writer.finish();
     if got != sha256 {
         let _ = std::fs::remove_file(&partial);
         return Err(ArtifactError::Checksum {
@@ -195,18 +194,6 @@ pub fn fetch_verified(url: &str, sha256: &str, dest: &Path) -> Result<(), Artifa
     }
     file.sync_all().map_err(|e| io("sync", e))?;
     std::fs::rename(&partial, dest).map_err(|e| io("rename into place", e))
-}
-
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 #[cfg(test)]
@@ -266,7 +253,7 @@ mod tests {
         let served = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(served.path().join("bin")).unwrap();
         std::fs::write(served.path().join("bin/etcd"), b"etcd binary").unwrap();
-        let good = file_sha256(&served.path().join("bin/etcd")).unwrap();
+        let good = sha256_file(&served.path().join("bin/etcd")).unwrap();
         let work = tempfile::tempdir().unwrap();
 
         let url = serve(served.path().to_path_buf(), 1);

@@ -6,12 +6,11 @@
 //! `pki/` (the cluster CA and certificates), `kubeconfig` (admin access).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::files;
 use crate::inventory::Inventory;
 
 /// The persisted part of a scenario's run.
@@ -27,6 +26,7 @@ pub struct ScenarioState {
     pub steps: BTreeMap<String, StepRecord>,
 }
 
+/// How a step went the last time it ran.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRecord {
     pub passed: bool,
@@ -34,6 +34,7 @@ pub struct StepRecord {
     pub at: String,
 }
 
+/// Failures reading or writing a state directory; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{path}: {action}: {source}")]
@@ -92,8 +93,8 @@ impl StateDir {
     /// running at once never share container, network or volume names.
     pub fn instance_name(&self, scenario: &str) -> String {
         let canonical = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
-        let digest = Sha256::digest(canonical.to_string_lossy().as_bytes());
-        let short: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+        let digest = files::sha256_hex(canonical.to_string_lossy().as_bytes());
+        let short = &digest[..6];
         let mut name: String = scenario
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -103,6 +104,7 @@ impl StateDir {
         format!("kf-{name}-{short}")
     }
 
+    /// Creates the state directory if it does not exist yet.
     pub fn ensure(&self) -> Result<(), StateError> {
         std::fs::create_dir_all(&self.root).map_err(|source| StateError::Io {
             path: self.root.clone(),
@@ -143,10 +145,9 @@ impl StateDir {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary file in the same directory and a rename,
-/// with `mode` set before the content becomes visible.
+/// [`files::write_atomic`] that first creates the parent directory, with errors naming the
+/// file.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let io = |action, source| StateError::Io {
         path: path.to_path_buf(),
         action,
@@ -155,17 +156,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateErr
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io("create directory", e))?;
     }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| io("create temporary file", e))?;
-    f.write_all(bytes).map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("sync", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("rename into place", e))
+    files::write_atomic(path, bytes, mode).map_err(|e| io("write", e))
 }
 
 #[cfg(test)]

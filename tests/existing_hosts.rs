@@ -39,10 +39,11 @@ fn existing_host_runs_every_step_and_survives_destroy() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     // This test drives podman itself, so it installs it the way kubeforge would.
-    rt.block_on(kubeforge::driver::host_image::ensure_prerequisites(&|_| {}))
+    let log = kubeforge::report::Logger::new(false, None);
+    rt.block_on(kubeforge::driver::host_image::ensure_prerequisites(&log))
         .expect("podman, runc and debootstrap");
     let image = rt
-        .block_on(kubeforge::driver::host_image::ensure_host_image(&|_| {}))
+        .block_on(kubeforge::driver::host_image::ensure_host_image(&log))
         .expect("host image");
     let id = format!("kf-existing-test-{}", std::process::id());
     let guard = Cleanup {

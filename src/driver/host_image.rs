@@ -4,15 +4,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
-use sha2::{Digest, Sha256};
-
-use super::podman::{CommandFailure, run_checked};
+use crate::debian;
+use crate::files::sha256_hex;
+use crate::process::{self, CommandFailure, Outcome, Program, find_program, running_as_root};
+use crate::report::Logger;
 
 /// Bump when the build steps change in a way the package list and files do not show.
 const RECIPE_VERSION: &str = "kubeforge-host-recipe-1";
 const SUITE: &str = "bookworm";
-const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 const IMAGE_REPO: &str = "localhost/kubeforge-host";
 /// Build directories are `<prefix><pid>-<random>`, so ones left by a killed build can be
 /// recognised by their dead pid.
@@ -168,6 +169,7 @@ const CHROOT_STEPS: &[&[&str]] = &[
     &["systemctl", "enable", SYSCTL_SHIM_UNIT],
 ];
 
+/// Failures preparing or building the host image; each names the command or path.
 #[derive(Debug, thiserror::Error)]
 pub enum HostImageError {
     #[error(
@@ -214,77 +216,33 @@ const REQUIRED_TOOLS: &[(&str, &str)] = &[
 
 /// Makes sure podman, runc and debootstrap exist; installs them with apt when running
 /// as root on Debian, otherwise says exactly what to install.
-pub async fn ensure_prerequisites(log: &dyn Fn(&str)) -> Result<(), HostImageError> {
+pub async fn ensure_prerequisites(log: &Logger) -> Result<(), HostImageError> {
     let missing: Vec<&str> = REQUIRED_TOOLS
         .iter()
-        .filter(|(tool, _)| find_in_path(tool).is_none())
+        .filter(|(tool, _)| find_program(tool).is_none())
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     let install = format!("apt-get install -y {}", missing.join(" "));
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| effective_uid(&s))
-        == Some(0);
     let is_debian = Path::new("/etc/debian_version").exists();
-    if !(is_root && is_debian) {
+    if !(running_as_root() && is_debian) {
         return Err(HostImageError::MissingTools {
             missing: missing.join(", "),
             install,
         });
     }
-    log(&format!(
+    log.verbose(format!(
         "installing missing packages: {}",
         missing.join(" ")
     ));
-    let mut known = true;
-    for package in &missing {
-        if run_checked("apt-cache", &["show", "--no-all-versions", package])
-            .await
-            .is_err()
-        {
-            known = false;
-        }
-    }
-    if !known {
-        log("apt-get update");
-        apt(&["update"]).await.map_err(cmd_err("apt-get update"))?;
-    }
-    let mut args = vec!["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"];
+    let mut args = vec!["install"];
     args.extend(missing.iter().copied());
-    apt(&args).await.map_err(cmd_err(install))?;
+    debian::apt_get(&args, log)
+        .await
+        .map_err(cmd_err(install))?;
     Ok(())
-}
-
-async fn apt(args: &[&str]) -> Result<String, CommandFailure> {
-    super::podman::run_checked_env(
-        "apt-get",
-        args,
-        &[
-            ("DEBIAN_FRONTEND", "noninteractive"),
-            ("APT_LISTCHANGES_FRONTEND", "none"),
-        ],
-    )
-    .await
-}
-
-fn find_in_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Effective uid from the text of /proc/self/status (`Uid: real effective saved fs`).
-fn effective_uid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|uid| uid.parse().ok())
 }
 
 /// The image reference for the current recipe: the tag changes whenever the recipe does.
@@ -293,10 +251,10 @@ pub fn image_ref() -> String {
 }
 
 fn recipe_hash() -> String {
-    let mut hasher = Sha256::new();
+    let mut recipe = Vec::new();
     let mut feed = |part: &str| {
-        hasher.update(part.as_bytes());
-        hasher.update([0u8]);
+        recipe.extend_from_slice(part.as_bytes());
+        recipe.push(0);
     };
     feed(RECIPE_VERSION);
     feed(SUITE);
@@ -310,18 +268,17 @@ fn recipe_hash() -> String {
     for step in CHROOT_STEPS {
         feed(&step.join(" "));
     }
-    let digest = format!("{:x}", hasher.finalize());
-    digest[..12].to_string()
+    sha256_hex(&recipe)[..12].to_string()
 }
 
 /// Returns the node image reference, building and importing it first if Podman lacks it.
-pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageError> {
+pub async fn ensure_host_image(log: &Logger) -> Result<String, HostImageError> {
     let reference = image_ref();
-    if run_checked("podman", &["image", "exists", &reference])
+    if process::run("podman", &["image", "exists", &reference])
         .await
         .is_ok()
     {
-        log(&format!("host image {reference} is cached"));
+        log.verbose(format!("host image {reference} is cached"));
         return Ok(reference);
     }
     remove_abandoned_workdirs(log).await;
@@ -338,16 +295,16 @@ pub async fn ensure_host_image(log: &dyn Fn(&str)) -> Result<String, HostImageEr
     let cleaned = remove_workdir(&workdir).await;
     built?;
     cleaned?;
-    log(&format!("host image {reference} is ready"));
+    log.verbose(format!("host image {reference} is ready"));
     remove_stale_images(&reference, log).await;
     Ok(reference)
 }
 
 /// Drops images of older recipes so iterating on the recipe does not fill the disk;
 /// ones still used by some instance's containers stay (podman refuses, which is fine).
-async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
+async fn remove_stale_images(current: &str, log: &Logger) {
     let filter = format!("reference={IMAGE_REPO}");
-    let Ok(listed) = run_checked(
+    let Ok(listed) = process::run(
         "podman",
         &[
             "images",
@@ -366,15 +323,15 @@ async fn remove_stale_images(current: &str, log: &dyn Fn(&str)) {
         .map(str::trim)
         .filter(|r| !r.is_empty() && *r != current)
     {
-        if run_checked("podman", &["rmi", stale]).await.is_ok() {
-            log(&format!("removed stale host image {stale}"));
+        if process::run("podman", &["rmi", stale]).await.is_ok() {
+            log.verbose(format!("removed stale host image {stale}"));
         }
     }
 }
 
-async fn build(rootfs: &Path, reference: &str, log: &dyn Fn(&str)) -> Result<(), HostImageError> {
-    let mirror = detect_mirror();
-    log(&format!(
+async fn build(rootfs: &Path, reference: &str, log: &Logger) -> Result<(), HostImageError> {
+    let mirror = debian::mirror(SUITE);
+    log.verbose(format!(
         "building host image {reference}: debootstrap {SUITE} from {mirror} (takes a few minutes)"
     ));
     let include = format!("--include={}", PACKAGES.join(","));
@@ -387,19 +344,19 @@ async fn build(rootfs: &Path, reference: &str, log: &dyn Fn(&str)) -> Result<(),
         &rootfs_str,
         &mirror,
     ];
-    let debootstrap = run_checked("debootstrap", &args);
+    let debootstrap = process::run("debootstrap", &args);
     with_heartbeat(debootstrap, "debootstrap", log)
         .await
         .map_err(cmd_err(format!("debootstrap {SUITE} from {mirror}")))?;
-    log("configuring host rootfs");
+    log.verbose("configuring host rootfs");
     configure(rootfs).await?;
-    log(&format!("importing rootfs as {reference}"));
+    log.verbose(format!("importing rootfs as {reference}"));
     with_heartbeat(import(rootfs, reference), "podman import", log).await
 }
 
 /// Awaits `work`, logging every 30 s that it is still running, so a long silent step
 /// does not look hung.
-async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn Fn(&str)) -> T {
+async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &Logger) -> T {
     let started = std::time::Instant::now();
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
     ticks.tick().await;
@@ -407,7 +364,7 @@ async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn 
     loop {
         tokio::select! {
             done = &mut work => return done,
-            _ = ticks.tick() => log(&format!(
+            _ = ticks.tick() => log.verbose(format!(
                 "{what} still running ({}s)",
                 started.elapsed().as_secs()
             )),
@@ -416,7 +373,7 @@ async fn with_heartbeat<T>(work: impl Future<Output = T>, what: &str, log: &dyn 
 }
 
 /// Removes build directories whose builder process is gone (killed or crashed builds).
-async fn remove_abandoned_workdirs(log: &dyn Fn(&str)) {
+async fn remove_abandoned_workdirs(log: &Logger) {
     let Some((parent, name_prefix)) = WORKDIR_PREFIX.rsplit_once('/') else {
         return;
     };
@@ -435,11 +392,11 @@ async fn remove_abandoned_workdirs(log: &dyn Fn(&str)) {
             continue;
         }
         match remove_workdir(&entry.path()).await {
-            Ok(()) => log(&format!(
+            Ok(()) => log.verbose(format!(
                 "removed abandoned build directory {}",
                 entry.path().display()
             )),
-            Err(e) => log(&format!("could not remove abandoned build directory: {e}")),
+            Err(e) => log.verbose(format!("could not remove abandoned build directory: {e}")),
         }
     }
 }
@@ -455,13 +412,13 @@ async fn configure(rootfs: &Path) -> Result<(), HostImageError> {
     for step in CHROOT_STEPS {
         let mut args = vec![root_str.as_str()];
         args.extend_from_slice(step);
-        run_checked("chroot", &args)
+        process::run("chroot", &args)
             .await
             .map_err(cmd_err(format!("in rootfs: {}", step.join(" "))))?;
     }
     let mut mask = vec![root_str.as_str(), "systemctl", "mask"];
     mask.extend_from_slice(MASKED_UNITS);
-    run_checked("chroot", &mask)
+    process::run("chroot", &mask)
         .await
         .map_err(cmd_err("in rootfs: systemctl mask"))?;
 
@@ -560,52 +517,43 @@ async fn clear_dir_files(dir: &Path) -> Result<(), HostImageError> {
 
 /// `tar -C ROOTFS -c . | podman import - REF`, with the image set to boot systemd.
 async fn import(rootfs: &Path, reference: &str) -> Result<(), HostImageError> {
-    let mut tar = tokio::process::Command::new("tar")
-        .arg("-C")
-        .arg(rootfs)
-        .args(["--numeric-owner", "--xattrs", "-c", "."])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+    let root = rootfs.to_string_lossy();
+    let tar_args = ["-C", &root, "--numeric-owner", "--xattrs", "-c", "."];
+    let tar = Program::new("tar", &tar_args);
+    let mut tarring = tar
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .map_err(io_err("run tar on", rootfs))?;
-    let tar_out: std::process::Stdio = tar
+        .map_err(|e| cmd_err("tar the rootfs")(tar.failure(Outcome::NotStarted(e))))?;
+    let tar_out: Stdio = tarring
         .stdout
         .take()
         .and_then(|out| out.try_into().ok())
         .ok_or_else(|| {
             io_err("pipe tar output of", rootfs)(std::io::Error::other("no stdout pipe"))
         })?;
-    let import = tokio::process::Command::new("podman")
-        .args([
-            "import",
-            "--change",
-            "CMD [\"/sbin/init\"]",
-            "--change",
-            "STOPSIGNAL SIGRTMIN+3",
-            "-",
-            reference,
-        ])
+    let import_args = [
+        "import",
+        "--change",
+        "CMD [\"/sbin/init\"]",
+        "--change",
+        "STOPSIGNAL SIGRTMIN+3",
+        "-",
+        reference,
+    ];
+    let podman = Program::new("podman", &import_args);
+    let importing = podman
+        .command()
         .stdin(tar_out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .output();
-    let (imported, tarred) = tokio::join!(import, tar.wait_with_output());
-    let tarred = tarred.map_err(io_err("run tar on", rootfs))?;
-    if !tarred.status.success() {
-        return Err(cmd_err("tar the rootfs")(CommandFailure::from_output(
-            "tar",
-            &["-C", &rootfs.to_string_lossy(), "-c", "."],
-            &tarred,
-        )));
-    }
-    let imported = imported.map_err(io_err("run podman import for", rootfs))?;
-    if !imported.status.success() {
-        return Err(cmd_err(format!("podman import {reference}"))(
-            CommandFailure::from_output("podman", &["import", "-", reference], &imported),
-        ));
-    }
+    let (imported, tarred) = tokio::join!(importing, tarring.wait_with_output());
+    tar.check(tarred).map_err(cmd_err("tar the rootfs"))?;
+    podman
+        .check(imported)
+        .map_err(cmd_err(format!("podman import {reference}")))?;
     Ok(())
 }
 
@@ -623,7 +571,7 @@ async fn remove_workdir(workdir: &Path) -> Result<(), HostImageError> {
         .collect();
     inside.sort_by_key(|mount| std::cmp::Reverse(mount.len()));
     for mount in &inside {
-        run_checked("umount", &["-l", mount])
+        process::run("umount", &["-l", mount])
             .await
             .map_err(cmd_err(format!("unmount {mount} before cleanup")))?;
     }
@@ -632,143 +580,9 @@ async fn remove_workdir(workdir: &Path) -> Result<(), HostImageError> {
         .map_err(io_err("remove", workdir))
 }
 
-/// The Debian mirror the machine's apt uses, so the build works wherever apt works.
-fn detect_mirror() -> String {
-    let mut sources = Vec::new();
-    for file in ["/etc/apt/sources.list"] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            sources.push((false, text));
-        }
-    }
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for path in paths {
-            let deb822 = path.extension().is_some_and(|e| e == "sources");
-            let list = path.extension().is_some_and(|e| e == "list");
-            if let (true, Ok(text)) = (deb822 || list, std::fs::read_to_string(&path)) {
-                sources.push((deb822, text));
-            }
-        }
-    }
-    sources
-        .iter()
-        .find_map(|(deb822, text)| {
-            if *deb822 {
-                mirror_from_deb822(text, SUITE)
-            } else {
-                mirror_from_one_line(text, SUITE)
-            }
-        })
-        .unwrap_or_else(|| FALLBACK_MIRROR.to_string())
-}
-
-fn usable_uri(uri: &str) -> bool {
-    ["http://", "https://", "file:/"]
-        .iter()
-        .any(|scheme| uri.starts_with(scheme))
-}
-
-/// First `deb` URI serving `suite` with component main, in deb822 (`.sources`) format.
-fn mirror_from_deb822(text: &str, suite: &str) -> Option<String> {
-    text.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .filter(|line| !line.trim_start().starts_with('#'))
-                .find_map(|line| {
-                    let (key, value) = line.split_once(':')?;
-                    key.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| value.split_whitespace().map(str::to_string).collect())
-                })
-                .unwrap_or_else(Vec::new)
-        };
-        let enabled = field("Enabled").first().is_none_or(|v| v != "no");
-        let serves = field("Types").iter().any(|t| t == "deb")
-            && field("Suites").iter().any(|s| s == suite)
-            && field("Components").iter().any(|c| c == "main");
-        if !(enabled && serves) {
-            return None;
-        }
-        field("URIs").into_iter().find(|uri| usable_uri(uri))
-    })
-}
-
-/// First `deb` URI serving `suite` with component main, in one-line (`.list`) format.
-fn mirror_from_one_line(text: &str, suite: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let line = line.split('#').next()?.trim();
-        let rest = line.strip_prefix("deb ")?.trim_start();
-        let rest = if rest.starts_with('[') {
-            rest.split_once(']')?.1
-        } else {
-            rest
-        };
-        let mut words = rest.split_whitespace();
-        let uri = words.next()?;
-        let line_suite = words.next()?;
-        let has_main = words.any(|c| c == "main");
-        (line_suite == suite && has_main && usable_uri(uri)).then(|| uri.to_string())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deb822_picks_main_suite_not_security() {
-        let text = "Types: deb\n\
-                    # http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
-                    URIs: http://mirror.example/debian\n\
-                    Suites: bookworm bookworm-updates\n\
-                    Components: main\n\
-                    \n\
-                    Types: deb\n\
-                    URIs: http://mirror.example/debian-security\n\
-                    Suites: bookworm-security\n\
-                    Components: main\n";
-        assert_eq!(
-            mirror_from_deb822(text, "bookworm").as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        assert_eq!(mirror_from_deb822(text, "trixie"), None);
-    }
-
-    #[test]
-    fn deb822_skips_disabled_and_source_stanzas() {
-        let text = "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n\
-                    Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n\n\
-                    Types: deb\nURIs: cdrom:/media http://on.example/debian\nSuites: bookworm\nComponents: main contrib\n";
-        assert_eq!(
-            mirror_from_deb822(text, "bookworm").as_deref(),
-            Some("http://on.example/debian")
-        );
-    }
-
-    #[test]
-    fn one_line_format_with_options_and_comments() {
-        let text = "# deb http://commented.example/debian bookworm main\n\
-                    deb-src http://src.example/debian bookworm main\n\
-                    deb http://sec.example/debian-security bookworm-security main\n\
-                    deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main contrib\n";
-        assert_eq!(
-            mirror_from_one_line(text, "bookworm").as_deref(),
-            Some("http://one.example/debian")
-        );
-        assert_eq!(
-            mirror_from_one_line("deb http://x/debian bookworm contrib\n", "bookworm"),
-            None
-        );
-    }
-
-    #[test]
-    fn effective_uid_is_second_uid_field() {
-        let status = "Name:\tcat\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
-        assert_eq!(effective_uid(status), Some(0));
-        assert_eq!(effective_uid("Name:\tcat\n"), None);
-    }
 
     #[test]
     fn image_ref_is_stable_and_tagged_by_recipe() {

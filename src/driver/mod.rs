@@ -12,11 +12,15 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::AsyncReadExt;
 
 use crate::inventory::{Host, Inventory};
+use crate::process;
+use crate::report::Logger;
 use crate::scenario::{DriverConfig, Scenario};
+use crate::state::StateDir;
 
 const SSH_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const SSH_BANNER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A driver's failure, prefixed with the driver it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     #[error("podman: {0}")]
@@ -25,8 +29,21 @@ pub enum DriverError {
     Vagrant(#[from] vagrant::VagrantError),
     #[error("host image: {0}")]
     HostImage(#[from] host_image::HostImageError),
-    #[error("existing hosts: `{command}` failed: {detail}")]
-    UserCommand { command: String, detail: String },
+    #[error("existing hosts: {0}")]
+    UserCommand(process::CommandFailure),
+}
+
+/// What a driver works with besides the scenario: where the project and the scenario's
+/// state are, the instance every created object is named after, and the logger its
+/// progress lines go to (as verbose lines).
+#[derive(Debug, Clone, Copy)]
+pub struct DriverContext<'a> {
+    /// The project directory (holding the Vagrantfile).
+    pub project_root: &'a Path,
+    pub state_dir: &'a StateDir,
+    /// Unique prefix of everything the driver creates, e.g. `kf-default-3fa9c1`.
+    pub instance: &'a str,
+    pub log: &'a Logger,
 }
 
 /// A new host's SSH server, as the control machine reaches it.
@@ -56,7 +73,7 @@ impl std::fmt::Display for SshNotReady {
 pub async fn wait_for_ssh(
     endpoints: &[SshEndpoint],
     timeout: Duration,
-    log: &dyn Fn(&str),
+    log: &Logger,
 ) -> Result<(), Vec<SshNotReady>> {
     let started = Instant::now();
     let deadline = started + timeout;
@@ -67,7 +84,7 @@ pub async fn wait_for_ssh(
     let mut failed = Vec::new();
     while let Some((e, result)) = polls.next().await {
         match result {
-            Ok(()) => log(&format!(
+            Ok(()) => log.verbose(format!(
                 "host {}: sshd answers on {} after {:.1}s",
                 e.host,
                 e.address,
@@ -119,33 +136,21 @@ async fn ssh_banner(address: SocketAddr) -> Result<String, String> {
 }
 
 /// Runs a command the user gave for the `existing` driver, on this machine.
-async fn user_command(command: &str, log: &(dyn Fn(&str) + Sync)) -> Result<(), DriverError> {
-    log(&format!("running `{command}`"));
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .output()
+async fn user_command(command: &str, log: &Logger) -> Result<(), DriverError> {
+    log.verbose(format!("running `{command}`"));
+    process::run("sh", &["-c", command])
         .await
-        .map_err(|e| DriverError::UserCommand {
-            command: command.to_string(),
-            detail: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(DriverError::UserCommand {
-            command: command.to_string(),
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
-    }
+        .map_err(DriverError::UserCommand)?;
     Ok(())
 }
 
-/// The Vagrant plan of a scenario loaded from `<project>/scenarios/<name>`: the project's
-/// Vagrantfile, Vagrant's state inside the scenario's state directory.
-fn vagrant_plan(scenario: &Scenario, instance: &str) -> Result<vagrant::VagrantPlan, DriverError> {
+/// The Vagrant plan of a scenario: the project's Vagrantfile, Vagrant's state inside the
+/// scenario's state directory.
+fn vagrant_plan(
+    scenario: &Scenario,
+    ctx: &DriverContext<'_>,
+) -> Result<vagrant::VagrantPlan, DriverError> {
+    let instance = ctx.instance;
     let DriverConfig::Vagrant {
         provider,
         box_name,
@@ -161,11 +166,6 @@ fn vagrant_plan(scenario: &Scenario, instance: &str) -> Result<vagrant::VagrantP
         }
         .into());
     };
-    let project = scenario
-        .dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(&scenario.dir);
     let hosts = scenario
         .platforms
         .iter()
@@ -193,10 +193,8 @@ fn vagrant_plan(scenario: &Scenario, instance: &str) -> Result<vagrant::VagrantP
         emulate_cpu: *emulate_cpu,
         management_network: management_network.clone(),
         hosts,
-        vagrantfile_dir: project.to_path_buf(),
-        work_dir: crate::state::StateDir::for_scenario(project, &scenario.name)
-            .root
-            .join("vagrant"),
+        vagrantfile_dir: ctx.project_root.to_path_buf(),
+        work_dir: ctx.state_dir.root.join("vagrant"),
     })
 }
 
@@ -226,10 +224,10 @@ fn vagrant_hosts(scenario: &Scenario, instance: &str, created: &[vagrant::Create
 /// Returns the inventory and the name of the network created for it.
 pub async fn create(
     scenario: &Scenario,
-    instance: &str,
+    ctx: &DriverContext<'_>,
     authorized_keys: &Path,
-    log: &(dyn Fn(&str) + Sync),
 ) -> Result<(Inventory, String), DriverError> {
+    let (instance, log) = (ctx.instance, ctx.log);
     match &scenario.driver {
         DriverConfig::Podman { subnet } => {
             host_image::ensure_prerequisites(log).await?;
@@ -276,7 +274,7 @@ pub async fn create(
             ))
         }
         DriverConfig::Vagrant { network, .. } => {
-            let plan = vagrant_plan(scenario, instance)?;
+            let plan = vagrant_plan(scenario, ctx)?;
             let created = vagrant::create(&plan, authorized_keys, log).await?;
             let hosts = vagrant_hosts(scenario, instance, &created);
             Ok((
@@ -324,12 +322,9 @@ pub async fn create(
     }
 }
 
-/// Removes everything the driver created for `instance`; nothing there is not an error.
-pub async fn destroy(
-    scenario: &Scenario,
-    instance: &str,
-    log: &(dyn Fn(&str) + Sync),
-) -> Result<String, DriverError> {
+/// Removes everything the driver created for the instance; nothing there is not an error.
+pub async fn destroy(scenario: &Scenario, ctx: &DriverContext<'_>) -> Result<String, DriverError> {
+    let (instance, log) = (ctx.instance, ctx.log);
     match &scenario.driver {
         DriverConfig::Podman { .. } => {
             let r = podman::destroy(instance, log).await?;
@@ -341,7 +336,7 @@ pub async fn destroy(
             ))
         }
         DriverConfig::Vagrant { .. } => {
-            let plan = vagrant_plan(scenario, instance)?;
+            let plan = vagrant_plan(scenario, ctx)?;
             let r = vagrant::destroy(&plan, log).await?;
             Ok(format!(
                 "vagrant destroy {}; removed {} leftover VMs, {} storage pools ({} volumes), \
@@ -384,7 +379,19 @@ mod tests {
              platforms:\n  - {name: etcd-01, groups: [etcd]}\n  - {name: etcd-02, groups: [etcd]}\n",
         )
         .expect("scenario");
-        let plan = vagrant_plan(&scenario, "kf-a-1").expect("plan");
+        let state_dir = StateDir {
+            root: "/state/vagrant-etcd".into(),
+        };
+        let log = Logger::new(false, None);
+        let ctx = DriverContext {
+            project_root: Path::new("/project"),
+            state_dir: &state_dir,
+            instance: "kf-a-1",
+            log: &log,
+        };
+        let plan = vagrant_plan(&scenario, &ctx).expect("plan");
+        assert_eq!(plan.vagrantfile_dir, Path::new("/project"));
+        assert_eq!(plan.work_dir, Path::new("/state/vagrant-etcd/vagrant"));
         let ssh_config = "Host etcd-01\n  HostName 127.0.0.1\n  User core\n  Port 2222\n  \
                           UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  \
                           IdentityFile /p/.vagrant/machines/etcd-01/virtualbox/private_key\n\n\
@@ -427,8 +434,9 @@ mod tests {
         // Bound, never accepted from and never speaking: connects, then no banner.
         let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let silent = mute.local_addr().unwrap();
-        let logged = std::sync::Mutex::new(Vec::new());
-        let log = |m: &str| logged.lock().unwrap().push(m.to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let log_file = dir.path().join("run.log");
+        let log = Logger::new(false, Some(log_file.clone()));
         let endpoints = [
             SshEndpoint {
                 host: "up".into(),
@@ -452,14 +460,19 @@ mod tests {
             failed[0]
         );
         assert!(failed[0].last.contains("no banner"), "{}", failed[0].last);
-        let logged = logged.into_inner().unwrap();
+        // Each log file line is `<date> <time> <message>`.
+        let logged: Vec<String> = std::fs::read_to_string(&log_file)
+            .unwrap()
+            .lines()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or_default().to_string())
+            .collect();
         assert_eq!(logged.len(), 1);
         assert!(
             logged[0].starts_with(&format!("host up: sshd answers on {speaking}")),
             "{logged:?}"
         );
         assert!(
-            wait_for_ssh(&endpoints[..1], Duration::from_secs(3), &|_: &str| {})
+            wait_for_ssh(&endpoints[..1], Duration::from_secs(3), &log)
                 .await
                 .is_ok()
         );

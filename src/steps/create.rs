@@ -34,13 +34,11 @@ pub async fn run(
     }
     ClientKey::load_or_generate(&ws.state_dir.ssh_key())?;
     let start = Instant::now();
-    let log = ws.log.clone();
-    let print = move |line: &str| log.verbose(line);
     // Saved before the driver runs, so a failed create is still destroyed by name.
     ws.state_dir.save(state)?;
     let pub_key = ws.state_dir.ssh_key().with_extension("pub");
     let (inventory, network) =
-        driver::create(&ws.scenario, &state.instance, &pub_key, &print).await?;
+        driver::create(&ws.scenario, &ws.driver_context(&state.instance), &pub_key).await?;
     let ssh_ready_seconds = start.elapsed().as_secs_f64();
     // New hosts have new host keys: forget old pins, pin the new ones on first contact.
     let mut pins = HostKeyPins::load(&ws.state_dir.host_key_pins())?;

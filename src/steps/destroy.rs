@@ -21,9 +21,7 @@ pub async fn run(
 ) -> Result<DestroyOutput, StepError> {
     let start = Instant::now();
     connections.close_all().await;
-    let log = ws.log.clone();
-    let print = move |line: &str| log.verbose(line);
-    let removed = driver::destroy(&ws.scenario, &state.instance, &print).await?;
+    let removed = driver::destroy(&ws.scenario, &ws.driver_context(&state.instance)).await?;
     let root = &ws.state_dir.root;
     if root.exists() {
         std::fs::remove_dir_all(root).map_err(|source| StateError::Io {

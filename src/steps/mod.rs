@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::artifacts::{ArtifactError, Bundle};
 use crate::cluster::{Cluster, ClusterError};
 use crate::connections::ConnectionError;
-use crate::driver::DriverError;
+use crate::driver::{DriverContext, DriverError};
 use crate::engine::EngineError;
 use crate::inventory::Inventory;
 use crate::pki::{Pki, PkiError};
@@ -127,6 +127,16 @@ impl Workspace {
             &self.state_dir.pki_dir(),
             &self.scenario.cluster.name,
         )?)
+    }
+
+    /// What a driver needs to create or destroy `instance`'s hosts.
+    pub fn driver_context<'a>(&'a self, instance: &'a str) -> DriverContext<'a> {
+        DriverContext {
+            project_root: &self.root,
+            state_dir: &self.state_dir,
+            instance,
+            log: &self.log,
+        }
     }
 
     /// `scenario: message`, as every step logs.

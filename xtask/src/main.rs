@@ -5,7 +5,12 @@
 //! - `test`: what CI runs: artifacts, then `cargo test` (unit, snapshot and scenario tests).
 
 mod artifacts;
+mod bundle;
+mod elf;
 mod images;
+mod kubernetes;
+mod logged;
+mod packages;
 mod vagrant_box;
 
 use std::path::{Path, PathBuf};
@@ -97,7 +102,7 @@ fn main() -> Result<()> {
 }
 
 fn vagrant_box(root: &Path, force: bool) -> Result<()> {
-    let cache_dir = artifacts::default_cache_dir();
+    let cache_dir = bundle::default_cache_dir();
     let summary = vagrant_box::run(root, &vagrant_box::Options { cache_dir, force })?;
     eprintln!("vagrant box: {summary} ready");
     Ok(())
@@ -105,7 +110,7 @@ fn vagrant_box(root: &Path, force: bool) -> Result<()> {
 
 fn build_artifacts(cache_dir: Option<PathBuf>, force: bool) -> Result<()> {
     let manifest = artifacts::run(&artifacts::ArtifactsOptions {
-        cache_dir: cache_dir.unwrap_or_else(artifacts::default_cache_dir),
+        cache_dir: cache_dir.unwrap_or_else(bundle::default_cache_dir),
         force,
     })?;
     eprintln!(

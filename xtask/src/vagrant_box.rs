@@ -7,19 +7,22 @@
 //! (`kubeforge/bookworm-<hash>`): a second run only checks that vagrant knows it.
 
 use anyhow::{Context, Result, ensure};
-use sha2::{Digest, Sha256};
+use kubeforge::debian;
+use kubeforge::files::sha256_hex;
+use kubeforge::process::{Program, running_as_root};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::artifacts::{apt_get, remove_dir_if_exists, run_logged, write_atomic};
+use crate::bundle::{remove_dir_if_exists, write_atomic};
+use crate::logged::run_logged;
+use crate::packages::{apt_get, missing_packages};
 
 /// Bump when the build steps below change what the box holds: part of the recipe hash.
 const RECIPE_VERSION: &str = "kubeforge-vagrant-box-1";
 const SUITE: &str = "bookworm";
-const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
 const BOX_PREFIX: &str = "kubeforge/bookworm-";
 /// Virtual disk size in GB; the qcow2 only holds what is written.
 const DISK_GB: u64 = 8;
@@ -78,6 +81,7 @@ const QEMU_PACKAGES: &[&str] = &[
     "seabios",
 ];
 
+/// Options of `cargo xtask vagrant-box`.
 pub struct Options {
     /// Cache root; the box file lives in `<cache>/vagrant-box/<hash>/`.
     pub cache_dir: PathBuf,
@@ -92,11 +96,8 @@ fn say(line: &str) {
 /// Installs and starts what the driver needs, then builds or reuses the box; returns its name.
 pub fn run(root: &Path, opts: &Options) -> Result<String> {
     let started = Instant::now();
-    let uid = fs::metadata("/proc/self")
-        .context("reading /proc/self")?
-        .uid();
     ensure!(
-        uid == 0,
+        running_as_root(),
         "must run as root: it installs packages, starts libvirtd and mounts a loop device"
     );
     let dir = opts.cache_dir.join("vagrant-box");
@@ -158,16 +159,16 @@ impl Recipe {
         let configure_sh = read(&images.join("configure.sh"))?;
         let box_vagrantfile = read(&images.join("Vagrantfile"))?;
         let insecure_key = read(Path::new(INSECURE_KEY))?;
-        let mut h = Sha256::new();
-        h.update(RECIPE_VERSION);
-        h.update(SUITE);
-        h.update(GUEST_PACKAGES.join(" "));
-        h.update(DISK_GB.to_string());
+        let mut recipe = Vec::new();
+        recipe.extend_from_slice(RECIPE_VERSION.as_bytes());
+        recipe.extend_from_slice(SUITE.as_bytes());
+        recipe.extend_from_slice(GUEST_PACKAGES.join(" ").as_bytes());
+        recipe.extend_from_slice(DISK_GB.to_string().as_bytes());
         for part in [&configure_sh, &box_vagrantfile, &insecure_key] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
+            recipe.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            recipe.extend_from_slice(part);
         }
-        let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hash = sha256_hex(&recipe);
         Ok(Recipe {
             configure_sh,
             box_vagrantfile,
@@ -194,41 +195,34 @@ impl Recipe {
     }
 }
 
-fn output(program: &str, args: &[&str]) -> Result<std::process::Output> {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    quiet_vagrant(&mut cmd)
-        .output()
-        .with_context(|| format!("starting `{program} {}`", args.join(" ")))
-}
+/// vagrant never asks HashiCorp for updates: nothing leaves the machine.
+const VAGRANT_ENV: [(&str, &str); 1] = [("VAGRANT_CHECKPOINT_DISABLE", "1")];
 
 /// vagrant run outside any project (it would create `.vagrant/` next to a Vagrantfile
-/// found from the current directory) and without asking HashiCorp for updates.
+/// found from the current directory) and without asking for updates.
 fn quiet_vagrant(cmd: &mut Command) -> &mut Command {
-    cmd.current_dir("/").env("VAGRANT_CHECKPOINT_DISABLE", "1")
+    cmd.current_dir("/").envs(VAGRANT_ENV)
 }
 
-fn installed(package: &str) -> Result<bool> {
-    let out = output("dpkg-query", &["-W", "-f=${Status}", package])?;
-    Ok(String::from_utf8_lossy(&out.stdout).ends_with(" installed"))
+/// Whether `program args` runs and exits 0.
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Program::new(program, args).run_blocking().is_ok()
 }
 
 /// Installs vagrant, vagrant-libvirt, libvirt and QEMU when any is missing. QEMU comes from
 /// bookworm-backports when the installed qemu-utils does (their versions must match).
 fn ensure_packages(log: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    for p in HOST_PACKAGES.iter().chain(QEMU_PACKAGES) {
-        if !installed(p)? {
-            missing.push(p.to_string());
-        }
-    }
+    let wanted: Vec<&str> = HOST_PACKAGES.iter().chain(QEMU_PACKAGES).copied().collect();
+    let missing = missing_packages(&wanted)?;
     if missing.is_empty() {
         return Ok(());
     }
-    let utils = output("dpkg-query", &["-W", "-f=${Version}", "qemu-utils"])?;
-    let backports = String::from_utf8_lossy(&utils.stdout).contains("bpo");
+    // Not installed: dpkg-query fails and there is no version to look at.
+    let backports = Program::new("dpkg-query", &["-W", "-f=${Version}", "qemu-utils"])
+        .run_blocking()
+        .is_ok_and(|version| version.contains("bpo"));
     if backports && !Path::new(BACKPORTS_SOURCE).exists() {
-        let mirror = detect_mirror();
+        let mirror = debian::mirror(SUITE);
         write_atomic(
             Path::new(BACKPORTS_SOURCE),
             format!(
@@ -261,7 +255,13 @@ fn ensure_libvirt(log: &Path) -> Result<()> {
     let changed = !conf.contains(QEMU_CONF_MARK);
     if changed {
         let text = format!("{}\n{QEMU_CONF_MARK}\n{QEMU_CONF_BLOCK}", conf.trim_end());
-        write_atomic(Path::new(QEMU_CONF), text.as_bytes())?;
+        // qemu.conf may hold passwords: keep the mode Debian gave it.
+        let mode = fs::metadata(QEMU_CONF)
+            .with_context(|| format!("reading {QEMU_CONF}"))?
+            .permissions()
+            .mode();
+        kubeforge::files::write_atomic(Path::new(QEMU_CONF), text.as_bytes(), mode & 0o7777)
+            .with_context(|| format!("writing {QEMU_CONF}"))?;
     }
     for daemon in ["virtlogd", "libvirtd"] {
         if daemon_running(daemon) {
@@ -277,17 +277,14 @@ fn ensure_libvirt(log: &Path) -> Result<()> {
         run_logged(cmd, log)?;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !output("virsh", &["-c", "qemu:///system", "version"])?
-        .status
-        .success()
-    {
+    while !succeeds("virsh", &["-c", "qemu:///system", "version"]) {
         ensure!(
             Instant::now() < deadline,
             "libvirtd does not answer on qemu:///system after 20s (see /var/log/libvirt)"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    if !output("virsh", &["pool-info", "default"])?.status.success() {
+    if !succeeds("virsh", &["pool-info", "default"]) {
         say("defining libvirt storage pool 'default' in /var/lib/libvirt/images");
         for args in [
             &[
@@ -319,13 +316,11 @@ fn daemon_running(daemon: &str) -> bool {
 }
 
 fn box_listed(name: &str) -> Result<bool> {
-    let out = output("vagrant", &["box", "list", "--machine-readable"])?;
-    ensure!(
-        out.status.success(),
-        "`vagrant box list` failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(listed_boxes(&String::from_utf8_lossy(&out.stdout))
+    let out = Program::new("vagrant", &["box", "list", "--machine-readable"])
+        .env(&VAGRANT_ENV)
+        .current_dir(Path::new("/"))
+        .run_blocking()?;
+    Ok(listed_boxes(&out)
         .iter()
         .any(|(n, provider)| n == name && provider == "libvirt"))
 }
@@ -396,7 +391,7 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     for d in [&rootfs, &mnt] {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mirror = detect_mirror();
+    let mirror = debian::mirror(SUITE);
     say(&format!(
         "debootstrap {SUITE} from {mirror} (a few minutes; log {})",
         log.display()
@@ -442,14 +437,11 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
         loop_dev: None,
         mounts: Vec::new(),
     };
-    let out = output("losetup", &["--find", "--show", &raw.to_string_lossy()])?;
-    ensure!(
-        out.status.success(),
-        "losetup {}: {}",
-        raw.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let raw_path = raw.to_string_lossy();
+    let dev = Program::new("losetup", &["--find", "--show", &raw_path])
+        .run_blocking()?
+        .trim()
+        .to_string();
     disk.loop_dev = Some(dev.clone());
     // No udev: the kernel makes no loopNp1 for an MBR partition until partx asks.
     let mut partx = Command::new("partx");
@@ -530,50 +522,6 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The Debian mirror apt already uses for bookworm (deb822 or one-line sources).
-fn detect_mirror() -> String {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        more.sort();
-        files.extend(more);
-    }
-    files
-        .iter()
-        .filter_map(|p| fs::read_to_string(p).ok())
-        .find_map(|text| mirror_in(&text))
-        .unwrap_or_else(|| FALLBACK_MIRROR.to_string())
-}
-
-fn mirror_in(text: &str) -> Option<String> {
-    let usable = |u: &str| u.starts_with("http://") || u.starts_with("https://");
-    // One-line format: `deb [opts] URI bookworm main`.
-    let one_line = text.lines().find_map(|line| {
-        let words: Vec<&str> = line
-            .split_whitespace()
-            .filter(|w| !w.starts_with('['))
-            .collect();
-        (words.first() == Some(&"deb") && words.get(2) == Some(&SUITE) && usable(words.get(1)?))
-            .then(|| words[1].to_string())
-    });
-    one_line.or_else(|| {
-        text.split("\n\n").find_map(|stanza| {
-            let field = |key: &str| -> Vec<&str> {
-                stanza
-                    .lines()
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
-                    .map(|(_, v)| v.split_whitespace().collect())
-                    .unwrap_or_default()
-            };
-            (field("Types").contains(&"deb") && field("Suites").contains(&SUITE))
-                .then(|| field("URIs").into_iter().find(|u| usable(u)))
-                .flatten()
-                .map(str::to_string)
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,19 +545,6 @@ mod tests {
             ]
         );
         assert!(listed_boxes("").is_empty());
-    }
-
-    #[test]
-    fn mirror_comes_from_either_sources_format() {
-        let deb822 = "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n\
-                      Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n";
-        assert_eq!(
-            mirror_in(deb822).as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        let one = "deb [arch=amd64] http://one.example/debian bookworm main\n";
-        assert_eq!(mirror_in(one).as_deref(), Some("http://one.example/debian"));
-        assert_eq!(mirror_in("deb http://x/debian trixie main\n"), None);
     }
 
     #[test]

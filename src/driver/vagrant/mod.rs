@@ -7,8 +7,13 @@
 //! are named after the instance, so two scenarios never collide and [`destroy`] finds what a
 //! failed `vagrant up` left behind. The cluster uses the private network's addresses; SSH
 //! goes where `vagrant ssh-config` says.
+//!
+//! `output` reads what vagrant prints, `libvirt` talks to libvirt directly; this module
+//! plans and runs vagrant.
 
-use std::collections::BTreeMap;
+mod libvirt;
+mod output;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,8 +21,15 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::podman::{CommandFailure, run_checked_env};
+use crate::net::{Ipv4Net, NetError};
+use crate::process::{self, CommandFailure, Program};
+use crate::report::Logger;
 use crate::scenario::{Group, VagrantProvider};
+
+pub use output::{SshConfigEntry, parse_ssh_config, vms_from_ssh_config};
+
+use libvirt::ensure_pool;
+use output::{parse_machine_line, progress_line};
 
 /// Prefix of the boxes `cargo xtask vagrant-box` builds (Vagrant stores `/` as `-VAGRANTSLASH-`).
 const LOCAL_BOX_DIR_PREFIX: &str = "kubeforge-VAGRANTSLASH-bookworm-";
@@ -39,6 +51,7 @@ pub struct VagrantHostSpec {
     pub cpus: u32,
 }
 
+/// Everything `vagrant up` and the clean-up need for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VagrantPlan {
     /// Prefix of every VM, volume and network name, e.g. `kf-vagrant-etcd-3fa9c1`.
@@ -55,15 +68,7 @@ pub struct VagrantPlan {
     pub work_dir: PathBuf,
 }
 
-/// A VM as `vagrant ssh-config` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshConfigEntry {
-    pub host: String,
-    pub hostname: String,
-    pub port: u16,
-    pub user: String,
-}
-
+/// A VM `vagrant up` created: where the cluster reaches it and where SSH does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedVm {
     pub name: String,
@@ -87,6 +92,7 @@ pub struct DestroyReport {
     pub networks: Vec<String>,
 }
 
+/// Failures of the Vagrant driver; each names the instance, host, command or file.
 #[derive(Debug, thiserror::Error)]
 pub enum VagrantError {
     #[error("{what} is not available: {INSTALL_HINT}")]
@@ -100,8 +106,9 @@ pub enum VagrantError {
         #[source]
         source: CommandFailure,
     },
-    #[error("`vagrant {command}` for {instance} failed ({status}); last lines of {}:\n{tail}", log.display())]
+    #[error("`{command}` for {instance} failed ({status}); last lines of {}:\n{tail}", log.display())]
     Vagrant {
+        /// The whole command line, `vagrant up ...`.
         command: String,
         instance: String,
         status: String,
@@ -155,16 +162,29 @@ pub fn seed_memory_mb(groups: &[Group]) -> u64 {
     }
 }
 
+/// Why a host has no address on the private network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateIpError {
+    #[error(transparent)]
+    Network(#[from] NetError),
+    #[error("network '{0}' must be a /24")]
+    NotSlash24(Ipv4Net),
+    #[error("address octet {0} is outside 2-254")]
+    Octet(u8),
+}
+
 /// `last_octet` inside a /24 given as `a.b.c.0/24`.
-pub fn private_ip(network: &str, last_octet: u8) -> Result<Ipv4Addr, String> {
-    let (net, prefix) = crate::scenario::parse_cidr(network)?;
-    if prefix != 24 {
-        return Err(format!("network '{network}' must be a /24"));
+pub fn private_ip(network: &str, last_octet: u8) -> Result<Ipv4Addr, PrivateIpError> {
+    let net: Ipv4Net = network.parse()?;
+    if net.prefix() != 24 {
+        return Err(PrivateIpError::NotSlash24(net));
     }
     if !(2..=254).contains(&last_octet) {
-        return Err(format!("address octet {last_octet} is outside 2-254"));
+        return Err(PrivateIpError::Octet(last_octet));
     }
-    Ok(Ipv4Addr::from(u32::from(net) | u32::from(last_octet)))
+    Ok(net
+        .nth(u32::from(last_octet))
+        .expect("a /24 has 256 addresses"))
 }
 
 fn io_err(
@@ -267,130 +287,6 @@ fn vagrant_env(
     env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// One line of `vagrant --machine-readable`: `timestamp,target,type,data...`.
-#[derive(Debug, PartialEq, Eq)]
-struct MachineLine {
-    target: String,
-    kind: String,
-    data: Vec<String>,
-}
-
-fn parse_machine_line(line: &str) -> Option<MachineLine> {
-    let mut fields = line.split(',');
-    let stamp = fields.next()?;
-    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let target = fields.next()?.to_string();
-    let kind = fields.next()?.to_string();
-    let data = fields
-        .map(|f| {
-            f.replace("%!(VAGRANT_COMMA)", ",")
-                .replace("\\n", "\n")
-                .replace("\\r", "")
-        })
-        .collect();
-    Some(MachineLine { target, kind, data })
-}
-
-/// The progress line worth showing for a machine-readable line, if any: Vagrant's
-/// `==> host: ...` headlines and errors, not its thousands of detail lines.
-fn progress_line(line: &MachineLine) -> Option<String> {
-    match (line.kind.as_str(), line.data.first().map(String::as_str)) {
-        ("ui", Some("info")) | ("ui", Some("output")) => {
-            let text = line.data.get(1)?.trim();
-            let first = text.lines().next()?.trim();
-            // `==> host:  -- Memory: 512M` and the like are details, not progress.
-            let detail = first
-                .split_once(": ")
-                .is_some_and(|(_, rest)| rest.starts_with(" --"));
-            (first.starts_with("==>") && !detail).then(|| first.to_string())
-        }
-        ("ui", Some("error")) | ("error-exit", _) => {
-            let text = line.data.last()?.trim();
-            Some(format!("vagrant error: {}", text.lines().next()?.trim()))
-        }
-        _ => None,
-    }
-}
-
-/// Blocks of `vagrant ssh-config`, by `Host`.
-pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshConfigEntry> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<SshConfigEntry> = None;
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let (Some(key), Some(value)) = (words.next(), words.next()) else {
-            continue;
-        };
-        match key.to_ascii_lowercase().as_str() {
-            "host" => {
-                if let Some(e) = current.take() {
-                    out.insert(e.host.clone(), e);
-                }
-                current = Some(SshConfigEntry {
-                    host: value.to_string(),
-                    hostname: String::new(),
-                    port: 22,
-                    user: String::new(),
-                });
-            }
-            "hostname" => {
-                if let Some(e) = current.as_mut() {
-                    e.hostname = value.to_string();
-                }
-            }
-            "port" => {
-                if let (Some(e), Ok(p)) = (current.as_mut(), value.parse()) {
-                    e.port = p;
-                }
-            }
-            "user" => {
-                if let Some(e) = current.as_mut() {
-                    e.user = value.to_string();
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(e) = current.take() {
-        out.insert(e.host.clone(), e);
-    }
-    out
-}
-
-/// Each planned host with its SSH endpoint from `vagrant ssh-config` output.
-pub fn vms_from_ssh_config(
-    hosts: &[VagrantHostSpec],
-    ssh_config: &str,
-) -> Result<Vec<CreatedVm>, VagrantError> {
-    let entries = parse_ssh_config(ssh_config);
-    hosts
-        .iter()
-        .map(|h| {
-            let entry = entries
-                .get(&h.name)
-                .ok_or_else(|| VagrantError::NoSshConfig {
-                    host: h.name.clone(),
-                })?;
-            let ssh_address = entry
-                .hostname
-                .parse()
-                .map_err(|_| VagrantError::SshHostName {
-                    host: h.name.clone(),
-                    hostname: entry.hostname.clone(),
-                })?;
-            Ok(CreatedVm {
-                name: h.name.clone(),
-                ip: h.ip,
-                ssh_address,
-                ssh_port: entry.port,
-                user: entry.user.clone(),
-            })
-        })
-        .collect()
-}
-
 /// The newest box `cargo xtask vagrant-box` added, from Vagrant's box directory.
 fn newest_local_box() -> Option<String> {
     let home = std::env::var_os("VAGRANT_HOME")
@@ -410,22 +306,20 @@ fn newest_local_box() -> Option<String> {
 }
 
 async fn tool_works(program: &str, args: &[&str]) -> bool {
-    run_checked_env(program, args, &[]).await.is_ok()
+    process::run(program, args).await.is_ok()
 }
 
 /// vagrant outside the project: run from the Vagrantfile's directory without
 /// `VAGRANT_DOTFILE_PATH` it would create `.vagrant/` there.
 async fn vagrant_output(plan: &VagrantPlan, args: &[&str]) -> Result<String, CommandFailure> {
     let dot = dotfile_dir(plan).display().to_string();
-    run_checked_env(
-        "vagrant",
-        args,
-        &[
+    Program::new("vagrant", args)
+        .env(&[
             ("VAGRANT_DOTFILE_PATH", dot.as_str()),
             ("VAGRANT_CHECKPOINT_DISABLE", "1"),
-        ],
-    )
-    .await
+        ])
+        .run()
+        .await
 }
 
 /// vagrant, its provider plugin and (libvirt) a running libvirtd, else a clear error.
@@ -473,7 +367,8 @@ fn validate_plan(plan: &VagrantPlan) -> Result<(), VagrantError> {
             plan.vagrantfile_dir.display()
         )));
     }
-    crate::scenario::parse_cidr(&plan.management_network)
+    plan.management_network
+        .parse::<Ipv4Net>()
         .map_err(|m| invalid(format!("management_network: {m}")))?;
     for h in &plan.hosts {
         if h.memory_mb < 256 || h.cpus == 0 {
@@ -492,7 +387,7 @@ async fn vagrant(
     plan: &VagrantPlan,
     env: &[(String, String)],
     args: &[&str],
-    log: &(dyn Fn(&str) + Sync),
+    log: &Logger,
 ) -> Result<(), VagrantError> {
     let path = log_file(plan);
     let mut file = tokio::fs::OpenOptions::new()
@@ -501,18 +396,17 @@ async fn vagrant(
         .open(&path)
         .await
         .map_err(io_err(&plan.instance, "open log", &path))?;
-    let shown = format!("vagrant {}", args.join(" "));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let program = Program::new("vagrant", args).env(&env);
+    let shown = program.command_line();
     let header = format!("\n$ {shown}\n");
     file.write_all(header.as_bytes())
         .await
         .map_err(io_err(&plan.instance, "write log", &path))?;
-    let mut child = tokio::process::Command::new("vagrant")
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+    let mut child = program
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|_| VagrantError::Missing {
             what: "vagrant".into(),
@@ -537,9 +431,9 @@ async fn vagrant(
             let _ = file.write_all(line.as_bytes()).await;
             let _ = file.write_all(b"\n").await;
             if is_err {
-                log(&format!("vagrant: {}", line.trim()));
+                log.verbose(format!("vagrant: {}", line.trim()));
             } else if let Some(p) = parse_machine_line(&line).as_ref().and_then(progress_line) {
-                log(&p);
+                log.verbose(&p);
             }
         }
         let _ = file.flush().await;
@@ -586,7 +480,7 @@ async fn vagrant(
 async fn wait_for_ssh(
     plan: &VagrantPlan,
     vms: &[CreatedVm],
-    log: &(dyn Fn(&str) + Sync),
+    log: &Logger,
 ) -> Result<(), VagrantError> {
     let endpoints: Vec<super::SshEndpoint> = vms
         .iter()
@@ -611,7 +505,7 @@ async fn wait_for_ssh(
 pub async fn create(
     plan: &VagrantPlan,
     authorized_keys: &Path,
-    log: &(dyn Fn(&str) + Sync),
+    log: &Logger,
 ) -> Result<Vec<CreatedVm>, VagrantError> {
     validate_plan(plan)?;
     check_prerequisites(plan).await?;
@@ -635,7 +529,7 @@ pub async fn create(
         ensure_pool(plan, log).await?;
     }
     let env = vagrant_env(plan, box_name.as_deref(), Some(authorized_keys));
-    log(&format!(
+    log.verbose(format!(
         "vagrant up: {} VMs ({}, box {}), log {}",
         plan.hosts.len(),
         plan.provider.as_str(),
@@ -645,12 +539,14 @@ pub async fn create(
     let started = Instant::now();
     let provider = format!("--provider={}", plan.provider.as_str());
     vagrant(plan, &env, &["up", &provider, "--machine-readable"], log).await?;
-    log(&format!(
+    log.verbose(format!(
         "vagrant up: {:.0}s",
         started.elapsed().as_secs_f64()
     ));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let text = run_checked_env("vagrant", &["ssh-config"], &env_ref)
+    let text = Program::new("vagrant", &["ssh-config"])
+        .env(&env_ref)
+        .run()
         .await
         .map_err(|source| VagrantError::Command {
             action: "read ssh-config of",
@@ -659,7 +555,7 @@ pub async fn create(
         })?;
     let created = vms_from_ssh_config(&plan.hosts, &text)?;
     for vm in &created {
-        log(&format!(
+        log.verbose(format!(
             "{}: ssh {}@{}:{}, private address {}",
             vm.name, vm.user, vm.ssh_address, vm.ssh_port, vm.ip
         ));
@@ -668,103 +564,10 @@ pub async fn create(
     Ok(created)
 }
 
-/// Names of libvirt objects of one kind (`list`, `net-list`, `pool-list` with `--name`).
-async fn virsh_names(args: &[&str]) -> Vec<String> {
-    run_checked_env("virsh", args, &[])
-        .await
-        .map(|out| {
-            out.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Volume names from `virsh vol-list --pool P`, a table (virsh 9 has no `--name` there).
-fn volume_names(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("---"))
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-async fn virsh(action: &'static str, target: &str, args: &[&str]) -> Result<(), VagrantError> {
-    run_checked_env("virsh", args, &[])
-        .await
-        .map(|_| ())
-        .map_err(|source| VagrantError::Command {
-            action,
-            target: target.to_string(),
-            source,
-        })
-}
-
-/// The run's own storage pool, a directory in the scenario's state: the box volume and the
-/// VMs' disks go there, and [`destroy`] removes it whole, so no volume outlives the run.
-async fn ensure_pool(plan: &VagrantPlan, log: &(dyn Fn(&str) + Sync)) -> Result<(), VagrantError> {
-    let name = pool_name(&plan.instance);
-    let dir = pool_dir(plan);
-    tokio::fs::create_dir_all(&dir).await.map_err(io_err(
-        &plan.instance,
-        "create directory",
-        &dir,
-    ))?;
-    if !virsh_names(&["pool-list", "--all", "--name"])
-        .await
-        .contains(&name)
-    {
-        let target = dir.display().to_string();
-        virsh(
-            "define storage pool",
-            &name,
-            &["pool-define-as", &name, "dir", "--target", &target],
-        )
-        .await?;
-        log(&format!("libvirt storage pool {name} in {target}"));
-    }
-    if !virsh_names(&["pool-list", "--name"]).await.contains(&name) {
-        virsh("start storage pool", &name, &["pool-start", &name]).await?;
-    }
-    Ok(())
-}
-
-/// Whether a domain's XML names a file in `dir`: its disks, or (running VMs) their backing
-/// chain.
-fn uses_dir(domain_xml: &str, dir: &Path) -> bool {
-    domain_xml.contains(&format!("'{}/", dir.display()))
-}
-
-/// VMs of other runs whose disks live on files of this run's pool: vagrant-libvirt finds a
-/// box volume by name in any pool, so a run started while this one was up may have based
-/// its disks on this pool's copy of the box.
-async fn foreign_pool_users(plan: &VagrantPlan) -> Vec<String> {
-    let dir = pool_dir(plan);
-    let mut users = Vec::new();
-    for domain in virsh_names(&["list", "--all", "--name"]).await {
-        if domain.starts_with(&format!("{}-", plan.instance)) {
-            continue;
-        }
-        if let Ok(xml) = run_checked_env("virsh", &["dumpxml", &domain], &[]).await
-            && uses_dir(&xml, &dir)
-        {
-            users.push(domain);
-        }
-    }
-    users
-}
-
 /// `vagrant destroy -f`, then whatever of the instance libvirt still holds (VMs, the
 /// storage pool with the box volume and any disk, the two networks), then Vagrant's state.
 /// Nothing there is not an error, so this also cleans up after a failed create.
-pub async fn destroy(
-    plan: &VagrantPlan,
-    log: &(dyn Fn(&str) + Sync),
-) -> Result<DestroyReport, VagrantError> {
+pub async fn destroy(plan: &VagrantPlan, log: &Logger) -> Result<DestroyReport, VagrantError> {
     let mut report = DestroyReport::default();
     if dotfile_dir(plan).is_dir() && vagrant_output(plan, &["--version"]).await.is_ok() {
         let env = vagrant_env(plan, plan.box_name.as_deref(), None);
@@ -772,52 +575,7 @@ pub async fn destroy(
         report.vagrant_ran = true;
     }
     if plan.provider == VagrantProvider::Libvirt && tool_works("virsh", &["version"]).await {
-        let domains = virsh_names(&["list", "--all", "--name"]).await;
-        for h in &plan.hosts {
-            let name = domain_name(&plan.instance, &h.name);
-            if domains.contains(&name) {
-                // Stopping an already stopped VM fails harmlessly.
-                let _ = run_checked_env("virsh", &["destroy", &name], &[]).await;
-                virsh(
-                    "undefine VM",
-                    &name,
-                    &["undefine", &name, "--remove-all-storage"],
-                )
-                .await?;
-                report.domains.push(name);
-            }
-        }
-        let pool = pool_name(&plan.instance);
-        if virsh_names(&["pool-list", "--all", "--name"])
-            .await
-            .contains(&pool)
-        {
-            let users = foreign_pool_users(plan).await;
-            if !users.is_empty() {
-                return Err(VagrantError::PoolInUse {
-                    pool,
-                    dir: pool_dir(plan),
-                    users,
-                });
-            }
-            // The volumes go with the pool's directory below; libvirt only forgets the pool.
-            report.volumes = run_checked_env("virsh", &["vol-list", "--pool", &pool], &[])
-                .await
-                .map(|table| volume_names(&table))
-                .unwrap_or_default();
-            // Stopping an inactive pool fails harmlessly.
-            let _ = run_checked_env("virsh", &["pool-destroy", &pool], &[]).await;
-            virsh("undefine storage pool", &pool, &["pool-undefine", &pool]).await?;
-            report.pools.push(pool);
-        }
-        let networks = virsh_names(&["net-list", "--all", "--name"]).await;
-        for name in network_names(&plan.instance) {
-            if networks.contains(&name) {
-                let _ = run_checked_env("virsh", &["net-destroy", &name], &[]).await;
-                virsh("undefine network", &name, &["net-undefine", &name]).await?;
-                report.networks.push(name);
-            }
-        }
+        libvirt::remove_leftovers(plan, &mut report).await?;
     }
     match tokio::fs::remove_dir_all(&plan.work_dir).await {
         Ok(()) => {}
@@ -830,6 +588,7 @@ pub async fn destroy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn plan() -> VagrantPlan {
         VagrantPlan {
@@ -855,55 +614,6 @@ mod tests {
             vagrantfile_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
             work_dir: PathBuf::from("/state/vagrant"),
         }
-    }
-
-    #[test]
-    fn ssh_config_blocks_by_host() {
-        let text = "Host etcd-01\n  HostName 192.168.121.14\n  User core\n  Port 22\n  \
-                    IdentityFile /x/private_key\n  IdentitiesOnly yes\n\n\
-                    Host etcd-02\n  HostName 127.0.0.1\n  User core\n  Port 2200\n";
-        let entries = parse_ssh_config(text);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(
-            entries["etcd-01"],
-            SshConfigEntry {
-                host: "etcd-01".into(),
-                hostname: "192.168.121.14".into(),
-                port: 22,
-                user: "core".into(),
-            }
-        );
-        assert_eq!(entries["etcd-02"].port, 2200);
-        assert!(parse_ssh_config("").is_empty());
-    }
-
-    #[test]
-    fn machine_readable_lines_unescape_and_filter() {
-        let line = "1700000000,etcd-01,ui,info,==> etcd-01: Creating domain%!(VAGRANT_COMMA) please wait\\n";
-        let m = parse_machine_line(line).expect("parsed");
-        assert_eq!(m.target, "etcd-01");
-        assert_eq!(m.kind, "ui");
-        assert_eq!(
-            progress_line(&m).as_deref(),
-            Some("==> etcd-01: Creating domain, please wait")
-        );
-        for text in [
-            "    etcd-01: -- Memory: 512M",
-            "==> etcd-01:  -- Memory:            512M",
-        ] {
-            let detail =
-                parse_machine_line(&format!("1700000000,etcd-01,ui,info,{text}")).expect("parsed");
-            assert_eq!(progress_line(&detail), None, "{text}");
-        }
-        let state = parse_machine_line("1700000000,etcd-01,state,running").expect("parsed");
-        assert_eq!(progress_line(&state), None);
-        assert_eq!(parse_machine_line("Bringing machine up"), None);
-        let err = parse_machine_line("1700000000,,error-exit,Vagrant::Errors::X,Box not found\\n")
-            .expect("parsed");
-        assert_eq!(
-            progress_line(&err).as_deref(),
-            Some("vagrant error: Box not found")
-        );
     }
 
     #[test]
@@ -938,32 +648,6 @@ mod tests {
     }
 
     #[test]
-    fn volume_names_from_the_vol_list_table() {
-        let table = " Name                                   Path\n\
-                     -------------------------------------------------------------\n \
-                     kf-a-1-etcd-01.img                     /s/pool/kf-a-1-etcd-01.img\n \
-                     box_vagrant_box_image_0_17_box.img     /s/pool/box_vagrant_box_image_0_17_box.img\n\n";
-        assert_eq!(
-            volume_names(table),
-            ["kf-a-1-etcd-01.img", "box_vagrant_box_image_0_17_box.img"]
-        );
-        assert!(volume_names(" Name   Path\n--------------\n\n").is_empty());
-    }
-
-    #[test]
-    fn pool_users_are_found_by_disk_and_backing_paths() {
-        let dir = Path::new("/s/vagrant-etcd/vagrant/pool");
-        let backed = "<disk type='file' device='disk'>\n\
-                      <source file='/s/other/vagrant/pool/kf-b-1-etcd-01.img'/>\n\
-                      <backingStore type='file'>\n<format type='qcow2'/>\n\
-                      <source file='/s/vagrant-etcd/vagrant/pool/box_vagrant_box_image_0_1_box.img'/>";
-        assert!(uses_dir(backed, dir));
-        let elsewhere = "<source file='/s/vagrant-etcd/vagrant/pool2/x.img'/>\n\
-                         <source file='/var/lib/libvirt/images/box.img'/>";
-        assert!(!uses_dir(elsewhere, dir));
-    }
-
-    #[test]
     fn plan_checks_and_addresses() {
         assert!(validate_plan(&plan()).is_ok());
         let mut small = plan();
@@ -992,18 +676,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cwd = env!("CARGO_MANIFEST_DIR");
         let dot = dir.path().display().to_string();
-        let out = run_checked_env(
-            "vagrant",
-            &["status", "--machine-readable"],
-            &[
+        let out = Program::new("vagrant", &["status", "--machine-readable"])
+            .env(&[
                 ("VAGRANT_CWD", cwd),
                 ("VAGRANT_DOTFILE_PATH", &dot),
                 ("VAGRANT_CHECKPOINT_DISABLE", "1"),
                 ("VAGRANT_DEFAULT_PROVIDER", "libvirt"),
-            ],
-        )
-        .await
-        .expect("vagrant status");
+            ])
+            .run()
+            .await
+            .expect("vagrant status");
         let machines: Vec<String> = out
             .lines()
             .filter_map(parse_machine_line)
