@@ -48,6 +48,8 @@ enum Command {
     },
     /// Check mode after converge: fails unless zero changes are planned.
     Idempotence { scenario: String },
+    /// Hand changes on the converged cluster that converge must find and repair.
+    Drift { scenario: String },
     /// Run the smoke tests against the live cluster.
     Verify { scenario: String },
     /// Remove every host, network and volume of the scenario.
@@ -101,6 +103,7 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Syntax { scenario }
         | Command::Converge { scenario, .. }
         | Command::Idempotence { scenario }
+        | Command::Drift { scenario }
         | Command::Verify { scenario }
         | Command::Destroy { scenario }
         | Command::Test { scenario, .. }
@@ -161,6 +164,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Idempotence { .. } => runner.run_step(Step::Idempotence).await,
+        Command::Drift { .. } => runner.run_step(Step::Drift).await,
         Command::Verify { .. } => runner.run_step(Step::Verify).await,
         Command::Destroy { .. } => runner.run_step(Step::Destroy).await,
         Command::Test { destroy, .. } => {

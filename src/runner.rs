@@ -152,6 +152,7 @@ impl Runner {
                 (&steps::converge::run(ws, state, conns, Mode::Apply, &self.tags).await?).into()
             }
             Step::Idempotence => (&steps::idempotence::run(ws, state, conns).await?).into(),
+            Step::Drift => (&steps::drift::run(ws, state, conns).await?).into(),
             Step::Verify => (&steps::verify::run(ws, state, conns).await?).into(),
             Step::Destroy => (&steps::destroy::run(ws, state, conns).await?).into(),
         })

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::Ipv4Net;
+
 /// A whole scenario: hosts, driver, cluster settings and the step sequence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
@@ -21,7 +23,17 @@ pub struct Scenario {
     pub platforms: Vec<Platform>,
     pub cluster: ClusterSettings,
     pub artifacts: ArtifactSettings,
+    /// The scenario's own Kubernetes manifests, applied after the cluster is up.
+    pub workloads: Vec<Workload>,
     pub sequence: Vec<Step>,
+}
+
+/// A manifest of the scenario's own objects (`workloads:` in the scenario file).
+#[derive(Debug, Clone, Serialize)]
+pub struct Workload {
+    /// The path as the scenario file gives it, relative to the scenario directory.
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// The on-disk shape of `scenario.yml`.
@@ -35,6 +47,8 @@ struct ScenarioFile {
     cluster: ClusterSettings,
     #[serde(default)]
     artifacts: ArtifactSettings,
+    #[serde(default)]
+    workloads: Vec<PathBuf>,
     #[serde(default = "default_sequence")]
     sequence: Vec<Step>,
 }
@@ -221,8 +235,8 @@ impl Platform {
 pub struct ClusterSettings {
     pub name: String,
     pub kubernetes_version: String,
-    pub pod_network: String,
-    pub service_range: String,
+    pub pod_network: Ipv4Net,
+    pub service_range: Ipv4Net,
     pub dns_service_ip: Ipv4Addr,
     pub etcd: EtcdSettings,
     /// Port of kube-apiserver on the masters (kubelets, kube-proxy and kubectl use it).
@@ -252,8 +266,8 @@ impl Default for ClusterSettings {
         ClusterSettings {
             name: "kubeforge".into(),
             kubernetes_version: "v1.20.2".into(),
-            pod_network: "10.2.0.0/16".into(),
-            service_range: "10.3.0.0/24".into(),
+            pod_network: Ipv4Net::new(Ipv4Addr::new(10, 2, 0, 0), 16).expect("a network"),
+            service_range: Ipv4Net::new(Ipv4Addr::new(10, 3, 0, 0), 24).expect("a network"),
             dns_service_ip: Ipv4Addr::new(10, 3, 0, 10),
             etcd: EtcdSettings::default(),
             apiserver_port: 6443,
@@ -294,6 +308,8 @@ pub enum Step {
     Syntax,
     Converge,
     Idempotence,
+    /// Hand changes on a converged cluster that converge must find and repair.
+    Drift,
     Verify,
     Destroy,
 }
@@ -305,6 +321,7 @@ impl Step {
             Step::Syntax => "syntax",
             Step::Converge => "converge",
             Step::Idempotence => "idempotence",
+            Step::Drift => "drift",
             Step::Verify => "verify",
             Step::Destroy => "destroy",
         }
@@ -390,9 +407,15 @@ impl Scenario {
             platforms: file.platforms,
             cluster: file.cluster,
             artifacts: file.artifacts,
+            workloads: Vec::new(),
             sequence: file.sequence,
         };
         scenario.validate(text)?;
+        let workloads = scenario.read_workloads(text, &file.workloads)?;
+        let scenario = Scenario {
+            workloads,
+            ..scenario
+        };
         Ok(scenario)
     }
 
@@ -464,12 +487,6 @@ impl Scenario {
                 ));
             }
         }
-        for (key, value) in [
-            ("pod_network", &self.cluster.pod_network),
-            ("service_range", &self.cluster.service_range),
-        ] {
-            parse_cidr(value).map_err(|m| err(key, format!("cluster.{key}: {m}")))?;
-        }
         if matches!(self.driver, DriverConfig::Existing { .. })
             && let Some(p) = self.platforms.iter().find(|p| p.address.is_none())
         {
@@ -485,18 +502,21 @@ impl Scenario {
             subnet: Some(subnet),
         } = &self.driver
         {
-            let (_, prefix) =
-                parse_cidr(subnet).map_err(|m| err("subnet", format!("driver.subnet: {m}")))?;
-            if prefix != 24 {
+            let net: Ipv4Net = subnet
+                .parse()
+                .map_err(|e| err("subnet", format!("driver.subnet: {e}")))?;
+            if net.prefix() != 24 {
                 return Err(err(
                     "subnet",
                     format!("driver.subnet: '{subnet}' must be a /24"),
                 ));
             }
         }
-        let service =
-            parse_cidr(&self.cluster.service_range).map_err(|m| err("service_range", m))?;
-        if !cidr_contains(service, self.cluster.dns_service_ip) {
+        if !self
+            .cluster
+            .service_range
+            .contains(self.cluster.dns_service_ip)
+        {
             return Err(err(
                 "dns_service_ip",
                 format!(
@@ -515,6 +535,43 @@ impl Scenario {
             return Err(err("sequence", "sequence: no steps".into()));
         }
         Ok(())
+    }
+
+    /// Reads each workload manifest (relative to the scenario directory) and checks that
+    /// it holds Kubernetes objects; a problem is located at the entry that names the file.
+    fn read_workloads(
+        &self,
+        text: &str,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Workload>, ScenarioError> {
+        paths
+            .iter()
+            .map(|rel| {
+                let entry = rel.display().to_string();
+                let err = |message: String| {
+                    let (line, column) = locate(text, &entry);
+                    ScenarioError::Invalid {
+                        path: self.file.clone(),
+                        line,
+                        column,
+                        message,
+                    }
+                };
+                let full = self.dir.join(rel);
+                let manifest = std::fs::read_to_string(&full).map_err(|e| {
+                    err(format!(
+                        "workload {entry}: cannot read {}: {e}",
+                        full.display()
+                    ))
+                })?;
+                crate::engine::ApiObject::from_manifest(&format!("workload {entry}"), &manifest)
+                    .map_err(|e| err(e.to_string()))?;
+                Ok(Workload {
+                    path: rel.clone(),
+                    text: manifest,
+                })
+            })
+            .collect()
     }
 
     /// Each platform's last address octet, in platform order.
@@ -570,44 +627,6 @@ fn valid_hostname(s: &str) -> bool {
         && !s.ends_with('-')
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// Parses `a.b.c.d/n` into the network address and prefix length.
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (addr, prefix) = s
-        .split_once('/')
-        .ok_or_else(|| format!("'{s}' is not a CIDR (expected a.b.c.d/n)"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("'{addr}' is not an IPv4 address"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("'{prefix}' is not a prefix length (0-32)"))?;
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    if u32::from(addr) & !mask != 0 {
-        return Err(format!("'{s}' has host bits set"));
-    }
-    Ok((addr, prefix))
-}
-
-pub fn cidr_contains((net, prefix): (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    u32::from(ip) & mask == u32::from(net)
-}
-
-/// The n-th address of a CIDR (1 = the first usable one, e.g. the kubernetes Service IP).
-pub fn cidr_nth((net, _): (Ipv4Addr, u8), n: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(net) + n)
 }
 
 #[cfg(test)]
@@ -690,15 +709,5 @@ platforms:
             matches!(&s.driver, DriverConfig::Existing { user, port: 22, .. } if user == "core")
         );
         assert_eq!(s.platforms[0].address, Some("172.30.9.5".parse().unwrap()));
-    }
-
-    #[test]
-    fn cidr_helpers() {
-        let net = parse_cidr("10.3.0.0/24").unwrap();
-        assert_eq!(cidr_nth(net, 1), Ipv4Addr::new(10, 3, 0, 1));
-        assert!(cidr_contains(net, Ipv4Addr::new(10, 3, 0, 10)));
-        assert!(!cidr_contains(net, Ipv4Addr::new(10, 3, 1, 10)));
-        assert!(parse_cidr("10.3.0.0").is_err());
-        assert!(parse_cidr("10.3.0.0/33").is_err());
     }
 }

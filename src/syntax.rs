@@ -43,7 +43,11 @@ impl FileKind {
             "conf" | "conflist" if path.contains("cni/net.d/") => FileKind::Json,
             "json" => FileKind::Json,
             _ if name.contains("kubeconfig") => FileKind::Kubeconfig,
-            "yaml" | "yml" if dirs.iter().any(|d| *d == "manifests" || *d == "addons") => {
+            "yaml" | "yml"
+                if dirs
+                    .iter()
+                    .any(|d| ["manifests", "addons", "workloads"].contains(d)) =>
+            {
                 FileKind::KubernetesManifest
             }
             "yaml" | "yml" => FileKind::Yaml,

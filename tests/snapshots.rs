@@ -121,6 +121,7 @@ fn every_credential_a_rendered_file_names_is_installed_on_its_host() {
         let bundle = bundle(&scenario.cluster.kubernetes_version);
         let ctx = InstallContext {
             cluster: &cluster,
+            workloads: &scenario.workloads,
             pki: &pki,
             bundle: &bundle,
             templates: &templates,
@@ -175,6 +176,7 @@ fn every_template_is_pinned_for_every_fixture() {
         let bundle = bundle(&scenario.cluster.kubernetes_version);
         let ctx = InstallContext {
             cluster: &cluster,
+            workloads: &scenario.workloads,
             pki: &pki,
             bundle: &bundle,
             templates: &templates,

@@ -16,7 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Serialize;
 
 use crate::inventory::Inventory;
-use crate::scenario::{ClusterSettings, Group, PodNetwork, Scenario, cidr_nth, parse_cidr};
+use crate::net::Ipv4Net;
+use crate::scenario::{ClusterSettings, Group, PodNetwork, Scenario};
 
 /// Prefix length of each node's pod CIDR.
 pub const NODE_CIDR_PREFIX: u8 = 24;
@@ -64,7 +65,7 @@ impl Member {
 pub struct Node {
     pub name: String,
     pub address: IpAddr,
-    pub pod_cidr: String,
+    pub pod_cidr: Ipv4Net,
     pub master: bool,
 }
 
@@ -110,17 +111,23 @@ impl Cluster {
             .map(|m| m.client_url(settings.etcd.client_port))
             .collect::<Vec<_>>()
             .join(",");
-        let nodes = node_networks(&settings.pod_network, inventory)?;
+        let nodes = node_networks(settings.pod_network, inventory)?;
         let apiserver_url = match nodes.iter().find(|n| n.master) {
             Some(m) => Some(format!("https://{}:{}", m.address, settings.apiserver_port)),
             None if nodes.is_empty() => None,
             None => return Err(ClusterError::NoMaster),
         };
-        let service =
-            parse_cidr(&settings.service_range).map_err(|message| ClusterError::Setting {
-                setting: "service_range",
-                message,
-            })?;
+        let kubernetes_service_ip =
+            settings
+                .service_range
+                .nth(1)
+                .ok_or_else(|| ClusterError::Setting {
+                    setting: "service_range",
+                    message: format!(
+                        "{} has no address for the kubernetes Service",
+                        settings.service_range
+                    ),
+                })?;
         let network_config = serde_json::json!({
             "Network": settings.pod_network,
             "Backend": { "Type": match settings.network {
@@ -134,7 +141,7 @@ impl Cluster {
             etcd_endpoints,
             nodes,
             apiserver_url,
-            kubernetes_service_ip: cidr_nth(service, 1),
+            kubernetes_service_ip,
             network_config,
             settings,
         })
@@ -182,41 +189,36 @@ pub fn minor_version(version: &str) -> Result<u32, ClusterError> {
 
 /// Every Kubernetes node in inventory order; the n-th gets the n-th /24 of the pod network,
 /// so the assignment is stable as long as the scenario's host order is.
-fn node_networks(network: &str, inventory: &Inventory) -> Result<Vec<Node>, ClusterError> {
-    let (base, prefix) = parse_cidr(network).map_err(|message| ClusterError::Setting {
-        setting: "pod_network",
-        message,
-    })?;
+fn node_networks(network: Ipv4Net, inventory: &Inventory) -> Result<Vec<Node>, ClusterError> {
     let hosts: Vec<_> = inventory
         .hosts
         .iter()
         .filter(|h| h.in_group(Group::KubeMaster) || h.in_group(Group::KubeWorker))
         .collect();
-    let available = if prefix > NODE_CIDR_PREFIX {
-        0
-    } else {
-        1u64 << (NODE_CIDR_PREFIX - prefix)
+    let too_small = || ClusterError::PodNetworkTooSmall {
+        network: network.to_string(),
+        available: if network.prefix() > NODE_CIDR_PREFIX {
+            0
+        } else {
+            1u64 << (NODE_CIDR_PREFIX - network.prefix())
+        },
+        nodes: hosts.len(),
     };
-    if hosts.len() as u64 > available {
-        return Err(ClusterError::PodNetworkTooSmall {
-            network: network.to_string(),
-            available,
-            nodes: hosts.len(),
-        });
-    }
-    Ok(hosts
+    hosts
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let net = Ipv4Addr::from(u32::from(base) + ((i as u32) << (32 - NODE_CIDR_PREFIX)));
-            Node {
+            let pod_cidr = network
+                .subnet(NODE_CIDR_PREFIX, i as u32)
+                .ok_or_else(too_small)?;
+            Ok(Node {
                 name: h.name.clone(),
                 address: h.address,
-                pod_cidr: format!("{net}/{NODE_CIDR_PREFIX}"),
+                pod_cidr,
                 master: h.in_group(Group::KubeMaster),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -239,17 +241,17 @@ mod tests {
     fn nodes_get_pod_cidrs_in_host_order_and_the_first_master_serves_the_api() {
         let s = scenario(DEFAULT);
         let c = Cluster::derive(&s, &Inventory::planned(&s)).unwrap();
-        let cidrs: Vec<(&str, &str, bool)> = c
+        let cidrs: Vec<(&str, String, bool)> = c
             .nodes
             .iter()
-            .map(|n| (n.name.as_str(), n.pod_cidr.as_str(), n.master))
+            .map(|n| (n.name.as_str(), n.pod_cidr.to_string(), n.master))
             .collect();
         assert_eq!(
             cidrs,
             [
-                ("kube-master-01", "10.2.0.0/24", true),
-                ("kube-worker-01", "10.2.1.0/24", false),
-                ("kube-worker-02", "10.2.2.0/24", false),
+                ("kube-master-01", "10.2.0.0/24".into(), true),
+                ("kube-worker-01", "10.2.1.0/24".into(), false),
+                ("kube-worker-02", "10.2.2.0/24".into(), false),
             ]
         );
         assert_eq!(c.apiserver_url(), "https://192.0.2.111:6443");

@@ -85,19 +85,25 @@ impl ApiObject {
         }
     }
 
-    /// Whether `live` has every field this object sets, with the same value.
+    /// Whether `live` has every field this object sets, with the same value, and was last
+    /// applied from exactly this object: a field the installer set before and no longer
+    /// sets is a difference too (`kubectl apply` removes it, by its three-way merge).
     pub fn matches(&self, live: &Value) -> bool {
-        is_subset(&self.value, live)
+        is_subset(&self.value, live) && last_applied(live).as_ref() == Some(&self.value)
     }
 
-    /// A unified diff (as YAML) of the live object's fields that this object sets against
-    /// the desired ones; `None` for Secrets, whose values are never shown.
+    /// A unified diff (as YAML) against the desired object: of the live object's fields
+    /// that it sets, or, when those agree, of what was last applied (so fields that are to
+    /// be removed show). `None` for Secrets, whose values are never shown.
     pub fn diff_against(&self, live: Option<&Value>, name: &str) -> Option<String> {
         if self.kind() == "Secret" {
             return None;
         }
         let old = live
-            .map(|l| to_yaml(&project(&self.value, l)))
+            .map(|l| match last_applied(l) {
+                Some(applied) if is_subset(&self.value, l) => to_yaml(&applied),
+                _ => to_yaml(&project(&self.value, l)),
+            })
             .unwrap_or_default();
         Some(super::resource::unified_diff(
             &format!(" {name}"),
@@ -106,6 +112,24 @@ impl ApiObject {
         ))
     }
 }
+
+/// What `kubectl apply` last applied to `live` (its last-applied-configuration annotation),
+/// without the empty `annotations` map kubectl adds to it.
+fn last_applied(live: &Value) -> Option<Value> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    let mut applied: Value = serde_json::from_str(text).ok()?;
+    if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta.get("annotations") == Some(&Value::Object(Default::default()))
+    {
+        meta.remove("annotations");
+    }
+    Some(applied)
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn to_yaml(v: &Value) -> String {
     serde_saphyr::to_string(v).unwrap_or_else(|_| format!("{v:#}\n"))
@@ -200,18 +224,51 @@ spec:
         );
     }
 
+    /// The annotation `kubectl apply` leaves: the object, with an empty annotations map.
+    fn applied(object: &Value) -> String {
+        let mut o = object.clone();
+        o["metadata"]["annotations"] = json!({});
+        o.to_string()
+    }
+
     #[test]
     fn a_live_object_with_added_fields_matches() {
         let svc = &objects()[1];
         let live = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kube-dns", "namespace": "kube-system", "uid": "u-1",
-                         "resourceVersion": "42"},
+                         "resourceVersion": "42",
+                         "annotations": {LAST_APPLIED: applied(&svc.value)}},
             "spec": {"clusterIP": "10.3.0.10", "clusterIPs": ["10.3.0.10"], "type": "ClusterIP",
                      "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}]},
             "status": {"loadBalancer": {}}
         });
         assert!(svc.matches(&live));
+        let mut not_applied = live.clone();
+        not_applied["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        assert!(
+            !svc.matches(&not_applied),
+            "an object kubeforge did not apply is not known to be exact"
+        );
+    }
+
+    /// A field the installer used to set and no longer does (a label dropped from the
+    /// template) is a difference, and the diff shows it going.
+    #[test]
+    fn a_field_no_longer_rendered_is_a_difference() {
+        let svc = &objects()[1];
+        let mut before = svc.value.clone();
+        before["metadata"]["labels"] = json!({"k8s-app": "kube-dns"});
+        let mut live = before.clone();
+        live["metadata"]["annotations"] = json!({LAST_APPLIED: applied(&before)});
+        assert!(!svc.matches(&live));
+        let diff = svc
+            .diff_against(Some(&live), "Service kube-system/kube-dns")
+            .unwrap();
+        assert!(diff.contains("-    k8s-app: kube-dns"), "{diff}");
     }
 
     #[test]

@@ -67,6 +67,16 @@ pub enum ChangeKind {
     ValueCreate,
     /// A value or API object that differs from the desired one.
     ValueUpdate,
+    /// A route is missing or goes through another gateway.
+    Route {
+        from: Option<String>,
+        to: String,
+    },
+    /// A kernel setting under /proc/sys has another value.
+    Sysctl {
+        from: String,
+        to: String,
+    },
     /// A readiness wait that is not satisfied yet: apply polls until it is.
     Wait {
         what: String,
@@ -82,6 +92,8 @@ pub enum RestartReason {
     Pending,
     /// Its unit file changed on disk after systemd loaded it.
     UnitChanged(String),
+    /// Its running process still executes a binary that was replaced or deleted on disk.
+    BinaryReplaced(String),
 }
 
 impl fmt::Display for ChangeKind {
@@ -115,7 +127,18 @@ impl fmt::Display for ChangeKind {
                     "restart ({unit} changed on disk since systemd loaded it)"
                 )
             }
+            ChangeKind::Restart(RestartReason::BinaryReplaced(binary)) => {
+                write!(f, "restart (the running process uses a replaced {binary})")
+            }
             ChangeKind::Run { reason } => write!(f, "run ({reason})"),
+            ChangeKind::Route { from: None, to } => write!(f, "add route {to}"),
+            ChangeKind::Route {
+                from: Some(from),
+                to,
+            } => {
+                write!(f, "route '{from}' -> {to}")
+            }
+            ChangeKind::Sysctl { from, to } => write!(f, "value {from} -> {to}"),
             ChangeKind::ValueCreate => f.write_str("create"),
             ChangeKind::ValueUpdate => f.write_str("update"),
             ChangeKind::Wait { what } => write!(f, "wait ({what})"),
@@ -124,6 +147,22 @@ impl fmt::Display for ChangeKind {
 }
 
 impl ChangeKind {
+    /// Whether the change alters what a process reads (a service's restart input): new
+    /// content, a new binary or image, a link, a value; not a mode, an owner or a state.
+    pub fn alters_content(&self) -> bool {
+        matches!(
+            self,
+            ChangeKind::Create { .. }
+                | ChangeKind::Replace { .. }
+                | ChangeKind::Content { .. }
+                | ChangeKind::Upload { .. }
+                | ChangeKind::Link { .. }
+                | ChangeKind::Run { .. }
+                | ChangeKind::ValueCreate
+                | ChangeKind::ValueUpdate
+        )
+    }
+
     /// The word a per-kind count in a report uses.
     pub fn tally(&self) -> &'static str {
         match self {
@@ -139,6 +178,8 @@ impl ChangeKind {
             ChangeKind::Restart(_) => "restart",
             ChangeKind::Run { .. } => "run",
             ChangeKind::Wait { .. } => "wait",
+            ChangeKind::Route { .. } => "route",
+            ChangeKind::Sysctl { .. } => "sysctl",
         }
     }
 }

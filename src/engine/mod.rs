@@ -240,7 +240,8 @@ pub async fn run_host<T: Transport>(
 }
 
 /// Diffs every resource in order. A service sees the changes of the tasks that notify it,
-/// which come before it (HostPlan::new checks), as its restart inputs.
+/// which come before it (HostPlan::new checks), as its restart inputs: what changes what a
+/// process reads (content, binaries, images), not a file's mode or owner.
 fn diff_all(
     plan: &HostPlan,
     resources: &[(usize, &Resource)],
@@ -259,7 +260,7 @@ fn diff_all(
             _ => Vec::new(),
         };
         let changes = r.diff(facts.get(&i).unwrap_or(&empty), &inputs);
-        if !changes.is_empty() && r.is_restart_input() {
+        if r.is_restart_input() && changes.iter().any(|c| c.kind.alters_content()) {
             changed_inputs
                 .entry(plan.tasks[*t].name.as_str())
                 .or_default()

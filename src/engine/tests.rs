@@ -64,7 +64,7 @@ fn perms(mode: u32) -> Perms {
 
 fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
     let d = dir.display();
-    let bin_sha = resource::sha256_hex(&std::fs::read(binary).unwrap());
+    let bin_sha = crate::files::sha256_hex(&std::fs::read(binary).unwrap());
     HostPlan {
         host: "local".into(),
         tasks: vec![
@@ -274,12 +274,25 @@ async fn api_object_created_then_unchanged_then_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("object.json");
     let kubectl = dir.path().join("kubectl");
+    // Like kubectl: apply keeps what it applied (the last-applied annotation), get prints
+    // the object with that annotation, wrapped in a List.
+    let applied = dir.path().join("applied.json");
+    let script = r#"#!/bin/sh
+case "$1" in
+get) cat >/dev/null; [ -f STORE ] || exit 0
+  a=$(sed 's/\\/\\\\\\\\/g; s/"/\\\\"/g' APPLIED)
+  printf '{"kind":"List","items":['
+  sed "s|\"metadata\":{|\"metadata\":{\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":\"$a\"},|" STORE
+  printf ']}' ;;
+apply) tee STORE > APPLIED ;;
+*) exit 2 ;;
+esac
+"#;
     std::fs::write(
         &kubectl,
-        format!(
-            "#!/bin/sh\n# get -f - -o json | apply -f -\ncase \"$1\" in\n  get) cat >/dev/null; [ -f {s} ] && {{ printf '{{\"kind\":\"List\",\"items\":['; cat {s}; printf ']}}'; }} ;;\n  apply) cat > {s} ;;\n  *) exit 2 ;;\nesac\n",
-            s = store.display()
-        ),
+        script
+            .replace("STORE", &store.display().to_string())
+            .replace("APPLIED", &applied.display().to_string()),
     )
     .unwrap();
     let object = |port: u16| {
@@ -361,7 +374,7 @@ fn service_plan(notified_by: &[&str]) -> Result<HostPlan, PlanError> {
 }
 
 /// A service restarts when anything of a task that notifies it changes (here a binary),
-/// without listing that binary anywhere; a directory's mode is not an input.
+/// without listing that binary anywhere; a directory or a file's mode is not an input.
 #[test]
 fn restart_inputs_are_derived_from_the_notifying_tasks() {
     let resources = |plan: &HostPlan| -> Vec<(usize, Resource)> {
@@ -389,6 +402,15 @@ fn restart_inputs_are_derived_from_the_notifying_tasks() {
             "binary /opt/bin/tool".into()
         ]))
     );
+    // The binary's mode alone changes: not an input.
+    let mode_only = parse_facts(&format!(
+        "KF 0 type file\nKF 0 perms 700 root root\nKF 0 sha {}\n\
+         KF 2 enabled enabled\nKF 2 active active\nKF 2 reload no\n",
+        "1".repeat(64)
+    ));
+    let changes = diff(&plan, &mode_only);
+    assert_eq!(changes[0][0].summary(), "mode 0700 -> 0755");
+    assert!(changes[2].is_empty(), "{:?}", changes[2]);
     // Not notified by the binary's task: the same facts plan no restart.
     let plan = service_plan(&["tool service"]).unwrap();
     let changes = diff(&plan, &facts);

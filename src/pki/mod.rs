@@ -11,6 +11,10 @@
 //!
 //! The store is here; `spec` says what each certificate must say, `compare` how a
 //! certificate on disk differs from that.
+//!
+//! Planning is pure: opening the store and ensuring certificates never writes. What a run
+//! would create or reissue is held in memory (and read back by later lookups of the same
+//! run) until [`Pki::commit`] writes it; check mode and idempotence never commit.
 
 mod compare;
 mod spec;
@@ -22,6 +26,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -129,6 +134,16 @@ pub struct Pki {
     ca_der: Vec<u8>,
     ca_not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
+    /// Files this run made but did not write yet, in the order they were made (a key before
+    /// its certificate); lookups read them before the disk.
+    pending: Mutex<Vec<PendingFile>>,
+}
+
+/// A file [`Pki::commit`] will write.
+struct PendingFile {
+    path: PathBuf,
+    contents: String,
+    mode: u32,
 }
 
 impl fmt::Debug for Pki {
@@ -148,19 +163,30 @@ enum Existing {
 }
 
 impl Pki {
-    /// Open or create `dir`: loads the CA (`ca.pem` / `ca-key.pem`) or creates a new one
-    /// (CN `kubeforge-ca-<cluster_name>`, ECDSA P-256, 10 years). `cluster_name` is only used
-    /// when creating; an existing CA is authoritative.
+    /// Opens `dir` (which need not exist): loads the CA (`ca.pem` / `ca-key.pem`) or makes
+    /// a new one in memory (CN `kubeforge-ca-<cluster_name>`, ECDSA P-256, 10 years), to be
+    /// written by [`Pki::commit`]. `cluster_name` is only used when creating; an existing CA
+    /// is authoritative.
     pub fn open(dir: &Path, cluster_name: &str) -> Result<Pki, PkiError> {
-        fs::create_dir_all(dir).map_err(io_err(dir, "create PKI directory"))?;
-        // The directory holds the CA key: nobody else needs to list or read it.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_err(dir, "restrict permissions of PKI directory"))?;
         let cert_path = dir.join(CA_CERT);
         let key_path = dir.join(CA_KEY);
+        let mut pending = Vec::new();
         let (cert_pem, key_pem) = match (read_opt(&cert_path)?, read_opt(&key_path)?) {
             (Some(cert), Some(key)) => (cert, key),
-            (None, None) => create_ca(&cert_path, &key_path, cluster_name)?,
+            (None, None) => {
+                let (cert_pem, key_pem) = create_ca(cluster_name)?;
+                pending.push(PendingFile {
+                    path: key_path.clone(),
+                    contents: key_pem.clone(),
+                    mode: KEY_MODE,
+                });
+                pending.push(PendingFile {
+                    path: cert_path.clone(),
+                    contents: cert_pem.clone(),
+                    mode: CERT_MODE,
+                });
+                (cert_pem, key_pem)
+            }
             (Some(_), None) => {
                 return Err(PkiError::CaIncomplete {
                     present: cert_path,
@@ -205,7 +231,57 @@ impl Pki {
             ca_der,
             ca_not_after,
             issuer,
+            pending: Mutex::new(pending),
         })
+    }
+
+    /// The files a [`Pki::commit`] would write (paths and modes), in order.
+    pub fn pending(&self) -> Vec<(PathBuf, u32)> {
+        self.lock_pending()
+            .iter()
+            .map(|f| (f.path.clone(), f.mode))
+            .collect()
+    }
+
+    /// Writes what this run made: the directory (0700: it holds the CA key), then each
+    /// file atomically, keys before their certificates. Returns the paths written.
+    pub fn commit(&self) -> Result<Vec<PathBuf>, PkiError> {
+        let mut pending = self.lock_pending();
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "create PKI directory"))?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err(&self.dir, "restrict permissions of PKI directory"))?;
+        let mut written = Vec::new();
+        for f in pending.drain(..) {
+            write_atomic(&f.path, &f.contents, f.mode)?;
+            written.push(f.path);
+        }
+        Ok(written)
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Vec<PendingFile>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A file as this run sees it: made and not yet written, else on disk.
+    fn read(&self, path: &Path) -> Result<Option<String>, PkiError> {
+        if let Some(f) = self.lock_pending().iter().rev().find(|f| f.path == path) {
+            return Ok(Some(f.contents.clone()));
+        }
+        read_opt(path)
+    }
+
+    /// Holds `contents` for `path` until [`Pki::commit`].
+    fn stage(&self, path: &Path, contents: &str, mode: u32) {
+        let mut pending = self.lock_pending();
+        pending.retain(|f| f.path != path);
+        pending.push(PendingFile {
+            path: path.to_path_buf(),
+            contents: contents.to_string(),
+            mode,
+        });
     }
 
     /// The CA certificate, for distribution to every host as the trust root.
@@ -241,8 +317,8 @@ impl Pki {
         };
         let (cert_pem, key_pem) = self.issue(spec, validity)?;
         // Key first: a crash in between leaves a cert/key mismatch, which the next run detects.
-        write_atomic(&key_path, &key_pem, KEY_MODE)?;
-        write_atomic(&cert_path, &cert_pem, CERT_MODE)?;
+        self.stage(&key_path, &key_pem, KEY_MODE);
+        self.stage(&cert_path, &cert_pem, CERT_MODE);
         Ok(IssuedCert {
             name: spec.name.clone(),
             cert_pem,
@@ -256,20 +332,20 @@ impl Pki {
     pub fn service_account_keypair(&self) -> Result<(Secret, String), PkiError> {
         let key_path = self.dir.join(SA_KEY);
         let pub_path = self.dir.join(SA_PUB);
-        let key_pem = match read_opt(&key_path)? {
+        let key_pem = match self.read(&key_path)? {
             Some(pem) => pem,
             None => {
                 let key = generate_key("service-account key")?;
                 let pem = key.serialize_pem();
-                write_atomic(&key_path, &pem, KEY_MODE)?;
+                self.stage(&key_path, &pem, KEY_MODE);
                 pem
             }
         };
         let key = KeyPair::from_pem(&key_pem)
             .map_err(|e| invalid(&key_path, format!("not a usable private key: {e}")))?;
         let public_pem = key.public_key_pem();
-        if read_opt(&pub_path)?.as_deref() != Some(public_pem.as_str()) {
-            write_atomic(&pub_path, &public_pem, CERT_MODE)?;
+        if self.read(&pub_path)?.as_deref() != Some(public_pem.as_str()) {
+            self.stage(&pub_path, &public_pem, CERT_MODE);
         }
         Ok((Secret(key_pem), public_pem))
     }
@@ -280,7 +356,7 @@ impl Pki {
         cert_path: &Path,
         key_path: &Path,
     ) -> Result<Existing, PkiError> {
-        let (cert_pem, key_pem) = match (read_opt(cert_path)?, read_opt(key_path)?) {
+        let (cert_pem, key_pem) = match (self.read(cert_path)?, self.read(key_path)?) {
             (None, None) => return Ok(Existing::Absent),
             (Some(_), None) => {
                 return Ok(stale(format!("key file {} is missing", key_path.display())));
@@ -394,11 +470,8 @@ impl Pki {
     }
 }
 
-fn create_ca(
-    cert_path: &Path,
-    key_path: &Path,
-    cluster_name: &str,
-) -> Result<(String, String), PkiError> {
+/// A new self-signed CA: (certificate PEM, key PEM).
+fn create_ca(cluster_name: &str) -> Result<(String, String), PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
@@ -419,10 +492,7 @@ fn create_ca(
         what: "CA certificate".into(),
         source: e,
     })?;
-    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-    write_atomic(key_path, &key_pem, KEY_MODE)?;
-    write_atomic(cert_path, &cert_pem, CERT_MODE)?;
-    Ok((cert_pem, key_pem))
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn stale(reason: String) -> Existing {

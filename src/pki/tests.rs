@@ -54,6 +54,8 @@ fn ca_is_created_then_reloaded_unchanged() {
     let first = open(&dir);
     let ca_pem = first.ca_cert_pem().to_string();
     assert!(ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(!dir.exists(), "opening wrote something");
+    first.commit().expect("commit");
     assert_eq!(mode(&dir.join(CA_KEY)), 0o600);
     assert_eq!(mode(&dir.join(CA_CERT)), 0o644);
     assert_eq!(mode(&dir), 0o700);
@@ -78,6 +80,40 @@ fn ca_is_created_then_reloaded_unchanged() {
     );
 }
 
+/// Planning is pure: opening and ensuring hold everything in memory; commit writes it.
+#[test]
+fn nothing_is_written_until_commit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("pki");
+    let pki = open(&dir);
+    let issued = pki.ensure(&admin_spec()).expect("ensure");
+    pki.service_account_keypair().expect("sa");
+    assert!(!dir.exists(), "planning wrote to {}", dir.display());
+    let names: Vec<String> = pki
+        .pending()
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ca-key.pem",
+            "ca.pem",
+            "admin-key.pem",
+            "admin.pem",
+            SA_KEY,
+            SA_PUB
+        ]
+    );
+    assert_eq!(pki.commit().expect("commit").len(), 6);
+    assert!(pki.pending().is_empty());
+    let reopened = open(&dir);
+    assert!(reopened.pending().is_empty());
+    let again = reopened.ensure(&admin_spec()).expect("again");
+    assert_eq!(again.status, IssueStatus::Reused);
+    assert_eq!(again.cert_pem, issued.cert_pem);
+}
+
 #[test]
 fn pki_can_be_shared_between_tasks() {
     fn assert_send_sync<T: Send + Sync>() {}
@@ -87,7 +123,7 @@ fn pki_can_be_shared_between_tasks() {
 #[test]
 fn half_a_ca_is_an_error_not_a_new_ca() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    open(tmp.path());
+    open(tmp.path()).commit().expect("commit");
     fs::remove_file(tmp.path().join(CA_KEY)).expect("rm key");
     let err = Pki::open(tmp.path(), "test").expect_err("must refuse");
     let msg = err.to_string();
@@ -108,6 +144,7 @@ fn ensure_twice_reuses_identical_files() {
     assert_eq!(second.status, IssueStatus::Reused);
     assert_eq!(second.cert_pem, first.cert_pem);
     assert_eq!(second.key_pem.expose(), first.key_pem.expose());
+    pki.commit().expect("commit");
     let on_disk = fs::read_to_string(tmp.path().join("etcd-server-etcd-01.pem")).expect("read");
     assert_eq!(on_disk, first.cert_pem);
     // Reuse survives reopening the PKI (CA reloaded from disk).
@@ -186,6 +223,8 @@ fn cert_from_another_ca_is_reissued() {
     let theirs = open(&tmp.path().join("theirs"));
     let spec = scheduler_spec();
     let foreign = theirs.ensure(&spec).expect("foreign");
+    theirs.commit().expect("commit theirs");
+    ours.commit().expect("commit ours");
     for suffix in [".pem", "-key.pem"] {
         fs::copy(
             tmp.path().join("theirs").join(format!("scheduler{suffix}")),
@@ -207,6 +246,7 @@ fn mismatched_or_missing_key_is_reissued() {
     let pki = open(tmp.path());
     pki.ensure(&admin_spec()).expect("admin");
     pki.ensure(&scheduler_spec()).expect("scheduler");
+    pki.commit().expect("commit");
     fs::copy(
         tmp.path().join("scheduler-key.pem"),
         tmp.path().join("admin-key.pem"),
@@ -216,6 +256,7 @@ fn mismatched_or_missing_key_is_reissued() {
         panic!("mismatched key must reissue");
     };
     assert!(reason.contains("does not belong"), "{reason}");
+    pki.commit().expect("commit");
 
     fs::remove_file(tmp.path().join("admin-key.pem")).expect("rm");
     let IssueStatus::Reissued { reason } = pki.ensure(&admin_spec()).expect("ensure").status else {
@@ -232,12 +273,14 @@ fn key_files_are_private_and_certs_readable() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pki = open(tmp.path());
     pki.ensure(&kube_proxy_spec()).expect("ensure");
+    pki.commit().expect("commit");
     assert_eq!(mode(&tmp.path().join("kube-proxy-key.pem")), 0o600);
     assert_eq!(mode(&tmp.path().join("kube-proxy.pem")), 0o644);
     // A reissue replaces the files and keeps the modes.
     let mut spec = kube_proxy_spec();
     spec.common_name = "changed".into();
     pki.ensure(&spec).expect("reissue");
+    pki.commit().expect("commit");
     assert_eq!(mode(&tmp.path().join("kube-proxy-key.pem")), 0o600);
     let leftovers: Vec<_> = fs::read_dir(tmp.path())
         .expect("readdir")
@@ -254,6 +297,7 @@ fn service_account_keypair_is_created_once() {
     let (key, public) = pki.service_account_keypair().expect("create");
     assert!(public.contains("BEGIN PUBLIC KEY"));
     assert!(key.expose().contains("BEGIN PRIVATE KEY"));
+    pki.commit().expect("commit");
     assert_eq!(mode(&tmp.path().join(SA_KEY)), 0o600);
     let (key2, public2) = open(tmp.path()).service_account_keypair().expect("reuse");
     assert_eq!(key2.expose(), key.expose());
@@ -262,6 +306,7 @@ fn service_account_keypair_is_created_once() {
     fs::remove_file(tmp.path().join(SA_PUB)).expect("rm pub");
     let (key3, public3) = pki.service_account_keypair().expect("rederive");
     assert_eq!(key3.expose(), key.expose());
+    pki.commit().expect("commit");
     assert_eq!(
         fs::read_to_string(tmp.path().join(SA_PUB)).expect("read"),
         public3
@@ -273,6 +318,7 @@ fn service_account_keypair_is_created_once() {
 fn bad_names_are_rejected() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pki = open(tmp.path());
+    pki.commit().expect("commit");
     for name in ["ca", "../escape", "", ".hidden", "admin-key", "a/b"] {
         let mut spec = admin_spec();
         spec.name = name.to_string();
@@ -302,13 +348,14 @@ fn secret_debug_and_display_hide_the_key() {
 
 #[test]
 fn openssl_verifies_chain_and_shows_sans() {
-    if !openssl_available() {
-        return;
-    }
+    assert!(
+        openssl_available(),
+        "openssl is needed to check the chain: apt-get install openssl"
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     // Issue after a reload so the chain check covers Issuer::from_ca_cert_der.
-    open(dir);
+    open(dir).commit().expect("commit");
     let pki = open(dir);
     let masters = [ip("10.89.0.10")];
     let names = ["kube-master-01".to_string()];
@@ -317,6 +364,7 @@ fn openssl_verifies_chain_and_shows_sans() {
     pki.ensure(&admin_spec()).expect("admin");
     pki.ensure(&etcd_peer_spec("etcd-01", ip("10.89.0.11")))
         .expect("peer");
+    pki.commit().expect("commit");
     let ca = dir.join("ca.pem");
     let ca = ca.to_str().expect("utf-8 path");
     for name in ["apiserver", "admin", "etcd-peer-etcd-01"] {

@@ -163,9 +163,10 @@ impl InstallContext<'_> {
 
     /// An image from the bundle (`image:<reference>`, a docker-archive tarball) in containerd.
     ///
-    /// The tarball is uploaded like any binary; the import runs while the image is missing
-    /// from containerd or was imported from another tarball (a marker holds the tarball's
-    /// sha256), so a rebuilt image with the same tag is imported again.
+    /// The tarball is uploaded like any binary and imported; a marker records the tarball's
+    /// sha256 and the digest containerd gave the image. The import runs again while the
+    /// image is missing from containerd, has another digest (replaced under the same name)
+    /// or came from another tarball (a rebuilt image with the same tag).
     pub fn image(&self, reference: &str) -> Result<Vec<Resource>, RoleError> {
         let (local, artifact) = self.bundle.get(&format!("image:{reference}"))?;
         let stem: String = reference
@@ -185,24 +186,26 @@ impl InstallContext<'_> {
             shell_quote(&marker),
             shell_quote(reference),
         );
-        let present = format!("{} images ls -q | grep -qxF {r}", ctr());
+        let sha = &artifact.sha256;
+        let digest = format!(
+            "{} images ls | awk -v r={r} '$1 == r {{ print $3 }}'",
+            ctr()
+        );
         Ok(vec![
             Resource::Upload {
                 path: tarball.clone(),
                 local,
-                sha256: artifact.sha256.clone(),
+                sha256: sha.clone(),
                 perms: Perms::root(0o644),
             },
             Resource::Command {
                 name: format!("import image {reference}"),
                 command: format!(
-                    "{ctr} images import {t} >/dev/null && {{ {present} || {{ echo \"{tarball} does not hold image {reference}\" >&2; exit 1; }}; }} && printf '%s\\n' {sha} > {m}",
+                    "{ctr} images import {t} >/dev/null && d=$({digest}) && [ -n \"$d\" ] || {{ echo \"{tarball} does not hold image {reference}\" >&2; exit 1; }}; printf '%s %s\\n' {sha} \"$d\" > {m}",
                     ctr = ctr(),
-                    sha = artifact.sha256,
                 ),
                 guard: Guard::Unless(format!(
-                    "[ \"$(cat {m} 2>/dev/null)\" = {sha} ] && {present}",
-                    sha = artifact.sha256
+                    "[ \"$(cat {m} 2>/dev/null)\" = \"{sha} $({digest})\" ]"
                 )),
             },
         ])
@@ -217,12 +220,22 @@ impl InstallContext<'_> {
         context: &impl Serialize,
     ) -> Result<(Resource, Vec<Resource>), RoleError> {
         let text = self.templates.render(template, context)?;
-        let objects = ApiObject::from_manifest(&format!("{template} (for {path})"), &text)?;
-        Ok((
-            rendered_file(path, template, text, 0o644),
-            objects.into_iter().map(api_object).collect(),
-        ))
+        manifest_file(path, template, text)
     }
+}
+
+/// A manifest written to `path` (`origin`: the template or workload it came from) and its
+/// objects, each kept in the API by the cluster admin's kubectl.
+pub fn manifest_file(
+    path: &str,
+    origin: &str,
+    text: String,
+) -> Result<(Resource, Vec<Resource>), RoleError> {
+    let objects = ApiObject::from_manifest(&format!("{origin} (for {path})"), &text)?;
+    Ok((
+        rendered_file(path, origin, text, 0o644),
+        objects.into_iter().map(api_object).collect(),
+    ))
 }
 
 /// An object the cluster admin's kubectl on a master creates or updates.

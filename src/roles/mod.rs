@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod kubernetes;
 pub mod network;
 pub mod runtime;
+pub mod workloads;
 
 use std::path::Path;
 
@@ -16,11 +17,14 @@ use crate::artifacts::{ArtifactError, Bundle};
 use crate::cluster::Cluster;
 use crate::engine::{HostPlan, ManifestError, Phase, PlanError, Resource, Task};
 use crate::pki::{Pki, PkiError};
+use crate::scenario::Workload;
 use crate::templates::{TemplateError, Templates};
 
-/// Everything a role may read: the derived cluster, the PKI, the bundle, the templates.
+/// Everything a role may read: the derived cluster, the PKI, the bundle, the templates,
+/// the scenario's workloads.
 pub struct InstallContext<'a> {
     pub cluster: &'a Cluster,
+    pub workloads: &'a [Workload],
     pub pki: &'a Pki,
     pub bundle: &'a Bundle,
     pub templates: &'a Templates,
@@ -54,7 +58,14 @@ pub enum RoleError {
 }
 
 /// The roles kubeforge knows, as selected by `--tags`.
-pub const ROLES: &[&str] = &["etcd", "runtime", "network", "kubernetes", "addons"];
+pub const ROLES: &[&str] = &[
+    "etcd",
+    "runtime",
+    "network",
+    "kubernetes",
+    "addons",
+    "workloads",
+];
 
 /// Something the installer renders (and snapshots pin) but this run does not exercise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +124,9 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
         let addons = addons::plan(ctx)?;
         phases.extend(addons.phases);
         not_exercised.extend(addons.not_exercised);
+    }
+    if has_nodes && wanted("workloads") {
+        phases.extend(workloads::phases(ctx)?);
     }
     Ok(Plan {
         phases,
@@ -207,6 +221,7 @@ pub(crate) mod test_support {
         let templates = Templates::load(&super::templates_dir(root)).unwrap();
         f(&InstallContext {
             cluster: &cluster,
+            workloads: &scenario.workloads,
             pki: &pki,
             bundle,
             templates: &templates,

@@ -15,7 +15,7 @@ use crate::cluster::images::PAUSE;
 use crate::cluster::paths::{
     BIN_DIR, CNI_BIN_DIR, CONTAINERD_SOCKET, IMAGE_DIR, KUBEFORGE_DIR, unit_file,
 };
-use crate::engine::{Phase, ReadyCheck};
+use crate::engine::{Phase, ReadyCheck, Resource};
 
 const ROLE: &str = "runtime";
 const CONFIG_PATH: &str = "/etc/containerd/config.toml";
@@ -81,6 +81,17 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
                         0o644,
                     )?,
                     service(SYSCTL_UNIT, &[NODE_SETTINGS], None),
+                    // What the unit sets, compared itself: a reset value is found.
+                    Resource::Sysctl {
+                        key: "net.ipv4.ip_forward".into(),
+                        value: "1".into(),
+                        optional: false,
+                    },
+                    Resource::Sysctl {
+                        key: "net.bridge.bridge-nf-call-iptables".into(),
+                        value: "1".into(),
+                        optional: true,
+                    },
                 ],
             ),
             task(ROLE, CONTAINERD_BINARIES, binaries),

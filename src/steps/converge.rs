@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::{StepError, StepOutcome, SubCase, Workspace};
 use crate::cluster::paths::ADMIN_KUBECONFIG;
 use crate::connections::Connections;
-use crate::engine::{self, HostReport, Mode};
+use crate::engine::{self, Change, ChangeKind, HostReport, Mode, TaskReport};
 use crate::report::CaseOutcome;
 use crate::roles::NotExercised;
 use crate::state::ScenarioState;
@@ -25,10 +25,10 @@ impl ConvergeOutput {
         self.hosts.iter().map(HostReport::change_count).sum()
     }
 
-    /// SSH round trips per host, over all phases.
+    /// SSH round trips per host (the control machine has none), over all phases.
     pub fn round_trips(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for h in &self.hosts {
+        for h in self.hosts.iter().filter(|h| h.host != CONTROL_MACHINE) {
             *out.entry(h.host.clone()).or_default() += h.round_trips;
         }
         out
@@ -56,7 +56,17 @@ pub async fn run(
     connections.connect_all(&inventory, &ws.state_dir).await?;
     let pki = ws.pki()?;
     let (plan, _) = ws.plan(&inventory, &pki, tags)?;
+    // Certificates and keys the plan made exist only in memory until here: written before
+    // any host gets them, never in check mode.
     let mut hosts = Vec::new();
+    if let Some(local) = pki_changes(&pki) {
+        if mode == Mode::Apply {
+            pki.commit()?;
+        }
+        ws.log
+            .info(describe_changes(std::slice::from_ref(&local), false));
+        hosts.push(local);
+    }
     for phase in &plan.phases {
         let start = Instant::now();
         let sessions = phase
@@ -115,6 +125,34 @@ pub async fn run(
     Ok(output)
 }
 
+/// The PKI files the plan made, as the control machine's changes (never shown: keys).
+fn pki_changes(pki: &crate::pki::Pki) -> Option<HostReport> {
+    let pending = pki.pending();
+    if pending.is_empty() {
+        return None;
+    }
+    let changes = pending
+        .into_iter()
+        .map(|(path, mode)| Change {
+            resource: format!("file {}", path.display()),
+            kind: ChangeKind::Create { mode },
+            diff: None,
+        })
+        .collect();
+    Some(HostReport {
+        host: CONTROL_MACHINE.into(),
+        tasks: vec![TaskReport {
+            host: CONTROL_MACHINE.into(),
+            task: "cluster PKI".into(),
+            changes,
+        }],
+        round_trips: 0,
+    })
+}
+
+/// The host name the control machine's own changes are reported under.
+const CONTROL_MACHINE: &str = "control-machine";
+
 /// The admin kubeconfig the masters get (it embeds the admin key: 0600), on the control
 /// machine for `kubeforge kubectl`.
 fn write_admin_kubeconfig(ws: &Workspace, kubeconfig: &[u8]) -> Result<(), StepError> {
@@ -128,22 +166,22 @@ fn write_admin_kubeconfig(ws: &Workspace, kubeconfig: &[u8]) -> Result<(), StepE
     Ok(())
 }
 
-/// Per host and task: each planned change, with diffs when `diffs`.
+/// Each planned change, grouped by host and task, with diffs when `diffs`.
 pub fn describe_changes(hosts: &[HostReport], diffs: bool) -> String {
     let mut out = String::new();
+    let mut last_host = None;
     for h in hosts {
-        for t in &h.tasks {
+        for t in h.tasks.iter().filter(|t| !t.changes.is_empty()) {
+            if last_host != Some(&h.host) {
+                out.push_str(&format!("  {}\n", h.host));
+                last_host = Some(&h.host);
+            }
+            out.push_str(&format!("    {}\n", t.task));
             for c in &t.changes {
-                out.push_str(&format!(
-                    "  {} | {} | {}: {}\n",
-                    h.host,
-                    t.task,
-                    c.resource,
-                    c.summary()
-                ));
+                out.push_str(&format!("      {}: {}\n", c.resource, c.summary()));
                 if diffs && let Some(d) = &c.diff {
                     for line in d.lines() {
-                        out.push_str("      ");
+                        out.push_str("          ");
                         out.push_str(line);
                         out.push('\n');
                     }
@@ -152,6 +190,17 @@ pub fn describe_changes(hosts: &[HostReport], diffs: bool) -> String {
         }
     }
     out.trim_end().to_string()
+}
+
+/// One line: how many changes of each kind (`3 changes: 1 restart, 2 update`).
+pub fn tally(hosts: &[HostReport]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in hosts.iter().flat_map(|h| &h.tasks).flat_map(|t| &t.changes) {
+        *counts.entry(c.kind.tally()).or_default() += 1;
+    }
+    let total: usize = counts.values().sum();
+    let kinds: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("{total} change(s): {}", kinds.join(", "))
 }
 
 impl From<&ConvergeOutput> for StepOutcome {

@@ -1,7 +1,7 @@
 //! `idempotence`: converge in check mode after a converge; it passes only when zero changes
 //! are planned, and otherwise lists every change that remains.
 
-use super::converge::{self, ConvergeOutput, describe_changes};
+use super::converge::{self, ConvergeOutput, describe_changes, tally};
 use super::{StepError, StepOutcome, Workspace};
 use crate::connections::Connections;
 use crate::engine::Mode;
@@ -26,8 +26,9 @@ impl From<&IdempotenceOutput> for StepOutcome {
         let changes = output.0.changes();
         if changes > 0 {
             outcome.failure = Some(format!(
-                "idempotence: {changes} change(s) still planned after converge:\n{}",
-                describe_changes(&output.0.hosts, true)
+                "idempotence: {changes} change(s) still planned after converge:\n{}\n{}",
+                describe_changes(&output.0.hosts, true),
+                tally(&output.0.hosts)
             ));
         }
         outcome

@@ -5,6 +5,7 @@
 pub mod converge;
 pub mod create;
 pub mod destroy;
+pub mod drift;
 pub mod idempotence;
 pub mod syntax;
 pub mod verify;
@@ -58,6 +59,8 @@ pub enum StepError {
     Pki(#[from] PkiError),
     #[error("scenario '{0}' has no hosts: run `kubeforge create {0}` first")]
     NotCreated(String),
+    #[error("{0}")]
+    Drift(String),
 }
 
 /// A testcase a step reports beside its own: a verify check, something not exercised.
@@ -113,6 +116,7 @@ impl Workspace {
         let cluster = Cluster::derive(&self.scenario, inventory)?;
         let ctx = InstallContext {
             cluster: &cluster,
+            workloads: &self.scenario.workloads,
             pki,
             bundle: &bundle,
             templates: &templates,

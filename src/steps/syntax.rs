@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use super::{StepError, StepOutcome, Workspace};
 use crate::inventory::Inventory;
-use crate::pki::Pki;
 use crate::roles;
 use crate::state::{ScenarioState, StateError};
 use crate::syntax;
@@ -21,16 +20,13 @@ pub struct SyntaxOutput {
 
 pub async fn run(ws: &Workspace, state: &ScenarioState) -> Result<SyntaxOutput, StepError> {
     // Before `create` there are no addresses: plan with documentation addresses (never
-    // contacted) and a throwaway PKI.
-    let scratch = ScratchDir::new()?;
-    let (inventory, pki) = match &state.inventory {
-        Some(inv) => (inv.clone(), ws.pki()?),
-        None => (
-            Inventory::planned(&ws.scenario),
-            Pki::open(&scratch.0.join("pki"), &ws.scenario.cluster.name)?,
-        ),
+    // contacted). Planning writes nothing, not even certificates.
+    let inventory = match &state.inventory {
+        Some(inv) => inv.clone(),
+        None => Inventory::planned(&ws.scenario),
     };
-    let (plan, _) = ws.plan(&inventory, &pki, &[])?;
+    let (plan, _) = ws.plan(&inventory, &ws.pki()?, &[])?;
+    let scratch = ScratchDir::new()?;
     let files = roles::rendered_files(&plan.phases);
     let mut problems = Vec::new();
     for (host, template, path, content) in &files {

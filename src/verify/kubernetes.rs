@@ -7,7 +7,6 @@ use crate::cluster::commands::{ctr, kubectl};
 use crate::cluster::images::{GUESTBOOK_FRONTEND, PAUSE, REDIS};
 use crate::cluster::paths::K8S_SSL_DIR;
 use crate::cluster::{Cluster, Node};
-use crate::scenario::{cidr_nth, parse_cidr};
 
 /// Name prefix of the throwaway pods of the cross-node traffic check.
 const PROBE: &str = "kubeforge-probe";
@@ -155,10 +154,7 @@ fn pod_traffic_checks(cluster: &Cluster, master: &Node) -> Vec<Check> {
     // second one at a fixed ClusterIP. A TCP connection from the first pod through the
     // Service (kube-proxy) must arrive at the other node from the first pod's own address.
     let workers: Vec<&Node> = cluster.workers().collect();
-    let service_ip = parse_cidr(&cluster.settings.service_range)
-        .ok()
-        .filter(|(_, prefix)| *prefix <= 24)
-        .map(|net| cidr_nth(net, PROBE_SERVICE_OFFSET));
+    let service_ip = cluster.settings.service_range.nth(PROBE_SERVICE_OFFSET);
     if let ([a, b, ..], Some(service_ip)) = (workers.as_slice(), service_ip) {
         let pod = |w: &Node, suffix: &str| {
             serde_json::json!({
@@ -241,14 +237,12 @@ fn pod_traffic_checks(cluster: &Cluster, master: &Node) -> Vec<Check> {
 /// from the follower) on worker `b`, each behind a Service at a fixed ClusterIP.
 /// Its objects are removed before (leftovers of an interrupted run) and after.
 fn guestbook(cluster: &Cluster, master: &Node, a: &Node, b: &Node) -> Vec<Check> {
-    let Ok(net) = parse_cidr(&cluster.settings.service_range) else {
+    let net = cluster.settings.service_range;
+    let [Some(leader_ip), Some(follower_ip), Some(frontend_ip)] =
+        GUESTBOOK_SERVICE_OFFSETS.map(|offset| net.nth(offset).map(|ip| ip.to_string()))
+    else {
         return Vec::new();
     };
-    if net.1 > 24 {
-        return Vec::new();
-    }
-    let [leader_ip, follower_ip, frontend_ip] =
-        GUESTBOOK_SERVICE_OFFSETS.map(|offset| cidr_nth(net, offset).to_string());
     let k = kubectl();
     let on_master = |name: String, command: String, expect: Expect, attempts: u32| {
         Check::new(&master.name, name, command, expect, attempts)

@@ -420,6 +420,21 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     chroot(log, &rootfs, &["/bin/sh", "/tmp/configure.sh", &uuid])?;
     fs::remove_file(rootfs.join("tmp/configure.sh")).context("removing configure.sh")?;
 
+    let raw = disk_image(work, &rootfs, &mnt, &uuid, log)?;
+    say(&format!("disk image: {:.0}s", step.elapsed().as_secs_f64()));
+
+    let step = Instant::now();
+    package_box(recipe, work, &raw, box_file, log)?;
+    say(&format!(
+        "qcow2 and box: {:.0}s",
+        step.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// A raw disk with one bootable MBR partition holding `rootfs`, grub installed, booting by
+/// the filesystem UUID.
+fn disk_image(work: &Path, rootfs: &Path, mnt: &Path, uuid: &str, log: &Path) -> Result<PathBuf> {
     let raw = work.join("disk.raw");
     let file = fs::File::create(&raw).with_context(|| format!("creating {}", raw.display()))?;
     file.set_len(DISK_GB << 30)
@@ -457,11 +472,11 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut mkfs = Command::new("mkfs.ext4");
-    mkfs.args(["-q", "-L", "root", "-U", &uuid, &part]);
+    mkfs.args(["-q", "-L", "root", "-U", uuid, &part]);
     run_logged(mkfs, log)?;
-    disk.mount(log, &[&part], &mnt)?;
+    disk.mount(log, &[&part], mnt)?;
     let mut copy = Command::new("cp");
-    copy.arg("-a").arg(rootfs.join(".")).arg(&mnt);
+    copy.arg("-a").arg(rootfs.join(".")).arg(mnt);
     run_logged(copy, log)?;
     for (fs_type, dir) in [("proc", "proc"), ("sysfs", "sys")] {
         disk.mount(log, &["-t", fs_type, fs_type], &mnt.join(dir))?;
@@ -469,10 +484,10 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     disk.mount(log, &["--bind", "/dev"], &mnt.join("dev"))?;
     chroot(
         log,
-        &mnt,
+        mnt,
         &["grub-install", "--target=i386-pc", "--no-floppy", &dev],
     )?;
-    chroot(log, &mnt, &["update-grub"])?;
+    chroot(log, mnt, &["update-grub"])?;
     // Without udev, update-grub names the loop partition: boot by the filesystem UUID.
     let cfg_path = mnt.join("boot/grub/grub.cfg");
     let cfg =
@@ -484,18 +499,26 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     );
     fs::write(&cfg_path, cfg).with_context(|| format!("writing {}", cfg_path.display()))?;
     drop(disk);
-    say(&format!("disk image: {:.0}s", step.elapsed().as_secs_f64()));
+    Ok(raw)
+}
 
-    let step = Instant::now();
+/// qcow2 from the raw disk, with libvirt metadata and the box Vagrantfile, as a box file.
+fn package_box(
+    recipe: &Recipe,
+    work: &Path,
+    raw: &Path,
+    box_file: &Path,
+    log: &Path,
+) -> Result<()> {
     let staging = work.join("box");
     fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let mut convert = Command::new("qemu-img");
     convert
         .args(["convert", "-O", "qcow2"])
-        .arg(&raw)
+        .arg(raw)
         .arg(staging.join("box.img"));
     run_logged(convert, log)?;
-    fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
+    fs::remove_file(raw).with_context(|| format!("removing {}", raw.display()))?;
     let metadata = serde_json::json!({
         "provider": "libvirt",
         "format": "qcow2",
@@ -515,10 +538,6 @@ fn build_box(recipe: &Recipe, box_file: &Path, log: &Path) -> Result<()> {
     run_logged(tar, log)?;
     fs::rename(&tmp, box_file).with_context(|| format!("moving {}", box_file.display()))?;
     remove_dir_if_exists(work)?;
-    say(&format!(
-        "qcow2 and box: {:.0}s",
-        step.elapsed().as_secs_f64()
-    ));
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::ROLE;
 use crate::cluster::Node;
 use crate::cluster::paths::unit_file;
-use crate::engine::Task;
+use crate::engine::{Resource, Task};
 use crate::roles::builders::{service, task};
 use crate::roles::{InstallContext, RoleError};
 
@@ -38,6 +38,21 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
     for name in PLUGINS {
         plugins.push(ctx.cni_plugin(name)?);
     }
+    // The unit keeps the routes across reboots; the routes themselves are what converge
+    // compares, so a deleted route is found and put back.
+    let mut routes = vec![
+        ctx.template(
+            &unit_file(ROUTES_UNIT),
+            "cni/kubeforge-pod-routes.service",
+            &t,
+            0o644,
+        )?,
+        service(ROUTES_UNIT, &[ROUTES], None),
+    ];
+    routes.extend(t.peers.iter().map(|peer| Resource::Route {
+        destination: peer.pod_cidr.to_string(),
+        via: peer.address.to_string(),
+    }));
     Ok(vec![
         task(ROLE, "CNI plugins", plugins),
         task(
@@ -45,18 +60,6 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
             "CNI bridge network",
             ctx.cni_config("10-kubeforge.conflist", "cni/10-kubeforge.conflist", &t)?,
         ),
-        task(
-            ROLE,
-            ROUTES,
-            vec![
-                ctx.template(
-                    &unit_file(ROUTES_UNIT),
-                    "cni/kubeforge-pod-routes.service",
-                    &t,
-                    0o644,
-                )?,
-                service(ROUTES_UNIT, &[ROUTES], None),
-            ],
-        ),
+        task(ROLE, ROUTES, routes),
     ])
 }

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 pub use super::api_object::ApiObject;
 use super::change::{Change, ChangeKind, RestartReason};
+use crate::files::sha256_hex;
 use crate::ssh::shell_quote;
 
 /// Files larger than this are compared by checksum only (no text diff).
@@ -88,6 +88,15 @@ pub enum Resource {
     /// kubeconfig). It is up to date when every field it sets has that value in the live
     /// object; fields the API server adds (status, defaults, uid) are not compared.
     ApiObject { kubectl: String, object: ApiObject },
+    /// A route in the host's main table: `destination` through the gateway `via`.
+    Route { destination: String, via: String },
+    /// A kernel setting under /proc/sys (`net.ipv4.ip_forward`). An `optional` one whose
+    /// file does not exist (a module not loaded) is left alone.
+    Sysctl {
+        key: String,
+        value: String,
+        optional: bool,
+    },
     /// A readiness wait: satisfied while the read-only `until` command succeeds; apply polls
     /// it until `timeout`, then fails with `failure` and what `until` printed last.
     Wait {
@@ -128,6 +137,8 @@ impl Resource {
             Resource::Command { name, .. } => format!("command {name}"),
             Resource::KeyValue { name, .. } => format!("key {name}"),
             Resource::ApiObject { object, .. } => format!("object {}", object.label()),
+            Resource::Route { destination, .. } => format!("route {destination}"),
+            Resource::Sysctl { key, .. } => format!("sysctl {key}"),
             Resource::Wait { name, .. } => format!("wait {name}"),
         }
     }
@@ -160,7 +171,8 @@ impl Resource {
                     "echo \"KF {id} enabled $(systemctl is-enabled {u} 2>/dev/null || true)\"\n\
                      echo \"KF {id} active $(systemctl is-active {u} 2>/dev/null || true)\"\n\
                      echo \"KF {id} reload $(systemctl show -p NeedDaemonReload --value {u} 2>/dev/null || true)\"\n\
-                     if [ -e {pending} ]; then echo \"KF {id} pending yes\"; fi\n",
+                     if [ -e {pending} ]; then echo \"KF {id} pending yes\"; fi\n\
+                     kf_pid=$(systemctl show -p MainPID --value {u} 2>/dev/null || true); if [ -n \"$kf_pid\" ] && [ \"$kf_pid\" != 0 ]; then echo \"KF {id} exe $(readlink /proc/$kf_pid/exe 2>/dev/null)\"; fi\n",
                     pending = shell_quote(&pending_marker(unit)),
                 )
             }
@@ -182,6 +194,16 @@ impl Resource {
                 "if kf_v=$(base64 -d <<'KF_EOF' | {kubectl} get --request-timeout=10s -f - -o json 2>/dev/null\n{}KF_EOF\n); then echo \"KF {id} live $(printf %s \"$kf_v\" | base64 -w0)\"; fi\n",
                 base64_lines(object.manifest().as_bytes())
             ),
+            Resource::Route { destination, .. } => format!(
+                "echo \"KF {id} route $(ip -4 route show exact {} 2>/dev/null | head -n 1)\"\n",
+                shell_quote(destination)
+            ),
+            Resource::Sysctl { key, .. } => {
+                let p = shell_quote(&sysctl_path(key));
+                format!(
+                    "if [ -e {p} ]; then echo \"KF {id} value $(cat {p})\"; else echo \"KF {id} absent yes\"; fi\n"
+                )
+            }
             Resource::Wait { until, .. } => format!(
                 "if ( {until} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} ready yes\"; fi\n"
             ),
@@ -237,34 +259,38 @@ impl Resource {
                     push(ChangeKind::Run { reason }, None);
                 }
             }
-            Resource::KeyValue { name, value, .. } => match seen.get("value") {
-                None => push(
-                    ChangeKind::ValueCreate,
-                    Some(unified_diff(name, b"", value)),
-                ),
-                Some(b64) => {
-                    let old = decode(b64);
-                    if trim_end(&old) != trim_end(value) {
-                        let diff = Some(unified_diff(name, &old, value));
-                        push(ChangeKind::ValueUpdate, diff);
-                    }
-                }
-            },
-            Resource::ApiObject { object, .. } => {
-                let live = seen
-                    .get("live")
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&decode(b)).ok())
-                    .and_then(ApiObject::single);
-                let name = object.label();
-                match live {
-                    None => push(ChangeKind::ValueCreate, object.diff_against(None, &name)),
-                    Some(live) if !object.matches(&live) => push(
-                        ChangeKind::ValueUpdate,
-                        object.diff_against(Some(&live), &name),
-                    ),
-                    Some(_) => {}
+            Resource::KeyValue { name, value, .. } => diff_value(name, value, seen, &mut push),
+            Resource::ApiObject { object, .. } => diff_object(object, seen, &mut push),
+            Resource::Route { via, .. } => {
+                // `10.2.1.0/24 via 172.30.1.121 dev eth0 ...`
+                let seen_via = seen.get("route").and_then(|r| {
+                    let mut words = r.split_whitespace();
+                    words.find(|w| *w == "via").and_then(|_| words.next())
+                });
+                if seen_via != Some(via.as_str()) {
+                    let kind = ChangeKind::Route {
+                        from: seen
+                            .get("route")
+                            .filter(|r| !r.is_empty())
+                            .map(|r| r.trim().to_string()),
+                        to: format!("via {via}"),
+                    };
+                    push(kind, None);
                 }
             }
+            Resource::Sysctl {
+                value, optional, ..
+            } => match (seen.get("value"), optional) {
+                (Some(v), _) if v.trim() == value => {}
+                (None, true) => {}
+                (seen_value, _) => push(
+                    ChangeKind::Sysctl {
+                        from: seen_value.map_or("absent".into(), |v| v.trim().to_string()),
+                        to: value.clone(),
+                    },
+                    None,
+                ),
+            },
             Resource::Wait { .. } => {
                 if seen.get("ready").map(String::as_str) != Some("yes") {
                     let what = "not ready yet".to_string();
@@ -382,6 +408,16 @@ impl Resource {
                 &format!("{kubectl} apply -f - >/dev/null"),
                 object.manifest().as_bytes(),
             ),
+            Resource::Route { destination, via } => format!(
+                "ip route replace {} via {}\n",
+                shell_quote(destination),
+                shell_quote(via)
+            ),
+            Resource::Sysctl { key, value, .. } => format!(
+                "printf '%s\\n' {} > {}\n",
+                shell_quote(value),
+                shell_quote(&sysctl_path(key))
+            ),
             Resource::Wait {
                 until,
                 timeout,
@@ -403,7 +439,11 @@ impl Resource {
     pub fn is_restart_input(&self) -> bool {
         !matches!(
             self,
-            Resource::Directory { .. } | Resource::Service { .. } | Resource::Wait { .. }
+            Resource::Directory { .. }
+                | Resource::Service { .. }
+                | Resource::Wait { .. }
+                | Resource::Route { .. }
+                | Resource::Sysctl { .. }
         )
     }
 }
@@ -417,13 +457,6 @@ pub fn pending_marker(unit: &str) -> String {
 /// Whether a change to this path means systemd must reload its unit files.
 pub fn is_unit_file(path: &str) -> bool {
     path.starts_with("/etc/systemd/system/")
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 enum ProbeContent {
@@ -488,6 +521,51 @@ fn perm_changes(
     }
 }
 
+/// A value compared whole (trailing newlines aside), shown as a diff.
+fn diff_value(
+    name: &str,
+    value: &[u8],
+    seen: &Observation,
+    push: &mut impl FnMut(ChangeKind, Option<String>),
+) {
+    match seen.get("value") {
+        None => push(
+            ChangeKind::ValueCreate,
+            Some(unified_diff(name, b"", value)),
+        ),
+        Some(b64) => {
+            let old = decode(b64);
+            if trim_end(&old) != trim_end(value) {
+                push(
+                    ChangeKind::ValueUpdate,
+                    Some(unified_diff(name, &old, value)),
+                );
+            }
+        }
+    }
+}
+
+/// An API object against the live one kubectl printed (absent when it printed nothing).
+fn diff_object(
+    object: &ApiObject,
+    seen: &Observation,
+    push: &mut impl FnMut(ChangeKind, Option<String>),
+) {
+    let live = seen
+        .get("live")
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&decode(b)).ok())
+        .and_then(ApiObject::single);
+    let name = object.label();
+    match live {
+        None => push(ChangeKind::ValueCreate, object.diff_against(None, &name)),
+        Some(live) if !object.matches(&live) => push(
+            ChangeKind::ValueUpdate,
+            object.diff_against(Some(&live), &name),
+        ),
+        Some(_) => {}
+    }
+}
+
 /// Enable, start, or restart for one of the reasons a running service has to.
 fn diff_service(
     unit: &str,
@@ -499,8 +577,13 @@ fn diff_service(
     if seen.get("enabled").map(String::as_str) != Some("enabled") {
         push(ChangeKind::Enable, None);
     }
+    let replaced = seen
+        .get("exe")
+        .and_then(|exe| exe.strip_suffix(" (deleted)"));
     let restart = if !restart_inputs.is_empty() {
         Some(RestartReason::InputsChanged(restart_inputs.to_vec()))
+    } else if let Some(binary) = replaced {
+        Some(RestartReason::BinaryReplaced(binary.to_string()))
     } else if seen.contains_key("pending") {
         Some(RestartReason::Pending)
     } else if seen.get("reload").map(String::as_str) == Some("yes") {
@@ -514,6 +597,11 @@ fn diff_service(
     } else if let Some(reason) = restart {
         push(ChangeKind::Restart(reason), None);
     }
+}
+
+/// `net.ipv4.ip_forward` -> `/proc/sys/net/ipv4/ip_forward`.
+fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
 /// Base64 facts (file contents, values, live objects); garbage decodes to nothing.
@@ -573,130 +661,4 @@ pub fn unified_diff(name: &str, old: &[u8], new: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(content: &str) -> Resource {
-        Resource::File {
-            path: "/etc/x.conf".into(),
-            content: content.as_bytes().to_vec(),
-            perms: Perms::root(0o644),
-            secret: false,
-            origin: None,
-        }
-    }
-
-    fn seen(pairs: &[(&str, &str)]) -> Observation {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn identical_file_plans_nothing() {
-        let r = file("a\n");
-        let o = seen(&[
-            ("type", "file"),
-            ("perms", "644 root root"),
-            ("sha", &sha256_hex(b"a\n")),
-        ]);
-        assert!(r.diff(&o, &[]).is_empty());
-        assert_eq!(r.apply_script(&[]), "");
-    }
-
-    #[test]
-    fn changed_file_shows_a_diff_and_mode() {
-        let r = file("a\nb\n");
-        let o = seen(&[
-            ("type", "file"),
-            ("perms", "600 root root"),
-            ("sha", &sha256_hex(b"a\n")),
-            (
-                "content",
-                &base64::engine::general_purpose::STANDARD.encode("a\n"),
-            ),
-        ]);
-        let c = r.diff(&o, &[]);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[0].kind, ChangeKind::Content { secret: false });
-        assert!(c[0].diff.as_ref().unwrap().contains("+b"));
-        assert_eq!(c[1].summary(), "mode 0600 -> 0644");
-    }
-
-    #[test]
-    fn secret_file_is_never_diffed() {
-        let r = Resource::File {
-            path: "/etc/k.pem".into(),
-            content: b"-----BEGIN PRIVATE KEY-----".to_vec(),
-            perms: Perms::root(0o600),
-            secret: true,
-            origin: None,
-        };
-        let c = r.diff(&seen(&[("type", "none")]), &[]);
-        assert_eq!(c.len(), 1);
-        assert!(c[0].diff.is_none());
-        assert!(!r.probe(0).contains("base64 -w0"));
-    }
-
-    #[test]
-    fn service_restarts_only_on_a_changed_input() {
-        let r = Resource::Service {
-            unit: "etcd-member.service".into(),
-            notified_by: vec!["etcd".into()],
-            ready: None,
-        };
-        let running = seen(&[
-            ("enabled", "enabled"),
-            ("active", "active"),
-            ("reload", "no"),
-        ]);
-        assert!(r.diff(&running, &[]).is_empty());
-        let c = r.diff(&running, &["file /etc/a".into()]);
-        assert_eq!(c.len(), 1);
-        assert_eq!(
-            c[0].kind,
-            ChangeKind::Restart(RestartReason::InputsChanged(vec!["file /etc/a".into()]))
-        );
-        let stopped = seen(&[("enabled", "disabled"), ("active", "inactive")]);
-        let c = r.diff(&stopped, &["file /etc/a".into()]);
-        assert_eq!(
-            c.iter().map(Change::summary).collect::<Vec<_>>(),
-            vec!["enable", "start (now inactive)"]
-        );
-        let mut pending = running.clone();
-        pending.insert("pending".into(), "yes".into());
-        assert_eq!(
-            r.diff(&pending, &[])[0].kind,
-            ChangeKind::Restart(RestartReason::Pending)
-        );
-    }
-
-    #[test]
-    fn a_wait_is_a_change_until_it_is_ready() {
-        let r = Resource::Wait {
-            name: "api".into(),
-            until: "true".into(),
-            timeout: Duration::from_secs(5),
-            failure: "api not healthy".into(),
-        };
-        assert!(r.diff(&seen(&[("ready", "yes")]), &[]).is_empty());
-        let c = r.diff(&seen(&[]), &[]);
-        assert_eq!(c[0].summary(), "wait (not ready yet)");
-        assert!(r.apply_script(&c).starts_with("kf_wait 5 true || "));
-    }
-
-    #[test]
-    fn key_value_ignores_trailing_newline() {
-        let r = Resource::KeyValue {
-            name: "/k".into(),
-            read: "true".into(),
-            write: "cat".into(),
-            value: b"v".to_vec(),
-        };
-        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert!(r.diff(&seen(&[("value", &b("v\n"))]), &[]).is_empty());
-        assert_eq!(r.diff(&seen(&[("value", &b("w"))]), &[]).len(), 1);
-        assert_eq!(r.diff(&seen(&[]), &[])[0].kind, ChangeKind::ValueCreate);
-    }
-}
+mod tests;
