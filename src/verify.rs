@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::Cluster;
 use crate::cluster::NETWORK_KEY;
 use crate::cluster::commands::etcdctl;
+use crate::cluster::paths::{ETCD_SSL_DIR, K8S_SSL_DIR, k8s_cert};
 use crate::engine::Transport;
 
 mod kubernetes;
@@ -93,8 +94,50 @@ pub fn checks(cluster: &Cluster) -> Vec<Check> {
             attempts: 3,
         });
     }
+    out.extend(etcd_trust_checks(cluster));
     out.extend(kubernetes::checks(cluster));
     out
+}
+
+/// etcd trusts only its own CA: its own client certificate is served (a control, so the
+/// probe itself is known to work), a node's kubelet credentials (signed by the Kubernetes
+/// CA) are refused in the TLS handshake even though the node reaches etcd's port.
+fn etcd_trust_checks(cluster: &Cluster) -> Vec<Check> {
+    let (Some(member), Some(node)) = (cluster.etcd.first(), cluster.nodes.first()) else {
+        return Vec::new();
+    };
+    let at = format!("{}:{}", member.address, cluster.settings.etcd.client_port);
+    let probe = |cert: &str, key: &str, trust: &str| {
+        format!(
+            "socat -T3 /dev/null TCP:{at} 2>/dev/null || {{ echo 'cannot reach etcd at {at}'; exit 0; }}; \
+             r=$(printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | socat -T5 - OPENSSL:{at},cert={cert},key={key},{trust} 2>&1); \
+             case \"$r\" in *'HTTP/1.'*' 200 '*) echo answered ;; *SSL*|*alert*) echo refused ;; *) echo \"unexpected: $r\" ;; esac"
+        )
+    };
+    vec![
+        Check {
+            name: "etcd serves a client certificate from its own CA (control)".into(),
+            host: member.name.clone(),
+            command: probe(
+                &format!("{ETCD_SSL_DIR}/etcdctl.pem"),
+                &format!("{ETCD_SSL_DIR}/etcdctl-key.pem"),
+                &format!("cafile={ETCD_SSL_DIR}/ca.pem"),
+            ),
+            expect: Expect::Output("answered".into()),
+            attempts: 3,
+        },
+        Check {
+            name: format!("etcd refuses the kubelet credentials of {}", node.name),
+            host: node.name.clone(),
+            command: probe(
+                &k8s_cert("kubelet"),
+                &format!("{K8S_SSL_DIR}/kubelet-key.pem"),
+                "verify=0",
+            ),
+            expect: Expect::Output("refused".into()),
+            attempts: 3,
+        },
+    ]
 }
 
 /// Runs one check on its host.

@@ -9,7 +9,7 @@ use std::path::Path;
 use kubeforge::artifacts::{Artifact, Bundle};
 use kubeforge::cluster::Cluster;
 use kubeforge::inventory::Inventory;
-use kubeforge::pki::Pki;
+use kubeforge::pki::ClusterPki;
 use kubeforge::report::redact;
 use kubeforge::roles::{self, InstallContext};
 use kubeforge::scenario::Scenario;
@@ -117,7 +117,7 @@ fn every_credential_a_rendered_file_names_is_installed_on_its_host() {
         let scenario = Scenario::load(fixture, &path).unwrap();
         let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
         let pki_dir = tempfile::tempdir().unwrap();
-        let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
+        let pki = ClusterPki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
         let bundle = bundle(&scenario.cluster.kubernetes_version);
         let ctx = InstallContext {
             cluster: &cluster,
@@ -172,7 +172,7 @@ fn every_template_is_pinned_for_every_fixture() {
         let scenario = Scenario::load(&fixture, path).unwrap();
         let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
         let pki_dir = tempfile::tempdir().unwrap();
-        let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
+        let pki = ClusterPki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
         let bundle = bundle(&scenario.cluster.kubernetes_version);
         let ctx = InstallContext {
             cluster: &cluster,

@@ -21,6 +21,8 @@ use crate::scenario::{ClusterSettings, Group, PodNetwork, Scenario};
 
 /// Prefix length of each node's pod CIDR.
 pub const NODE_CIDR_PREFIX: u8 = 24;
+/// The etcd member's unit on every etcd host.
+pub const ETCD_UNIT: &str = "etcd-member.service";
 /// The seeds' flannel network configuration key (their etcd smoke test looks for it).
 pub const NETWORK_KEY: &str = "/coreos.com/network/config";
 

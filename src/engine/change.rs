@@ -94,6 +94,8 @@ pub enum RestartReason {
     UnitChanged(String),
     /// Its running process still executes a binary that was replaced or deleted on disk.
     BinaryReplaced(String),
+    /// Units it depends on, on any host, were (re)started earlier in this run.
+    UnitsRestarted(Vec<String>),
 }
 
 impl fmt::Display for ChangeKind {
@@ -126,6 +128,9 @@ impl fmt::Display for ChangeKind {
                     f,
                     "restart ({unit} changed on disk since systemd loaded it)"
                 )
+            }
+            ChangeKind::Restart(RestartReason::UnitsRestarted(units)) => {
+                write!(f, "restart ({} (re)started)", units.join(", "))
             }
             ChangeKind::Restart(RestartReason::BinaryReplaced(binary)) => {
                 write!(f, "restart (the running process uses a replaced {binary})")

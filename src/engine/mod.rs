@@ -10,7 +10,7 @@ mod change;
 pub mod resource;
 mod transport;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 pub use api_object::ManifestError;
@@ -98,6 +98,8 @@ pub struct HostReport {
     pub host: String,
     pub tasks: Vec<TaskReport>,
     pub round_trips: u64,
+    /// Units this run (re)starts on the host, for handlers on later phases' hosts.
+    pub restarted: Vec<String>,
 }
 
 impl HostReport {
@@ -143,10 +145,12 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Converges (or checks) one host's plan: one facts round trip, then at most one apply
 /// script and one upload per changed binary.
+/// `restarted` holds the units (re)started earlier in this run on any host, for handlers.
 pub async fn run_host<T: Transport>(
     transport: &T,
     plan: &HostPlan,
     mode: Mode,
+    restarted: &BTreeSet<String>,
 ) -> Result<HostReport, EngineError> {
     let host = plan.host.clone();
     let resources: Vec<(usize, &Resource)> = plan
@@ -166,7 +170,21 @@ pub async fn run_host<T: Transport>(
     let facts = gather_facts(transport, &host, &resources).await?;
     report.round_trips += 1;
 
-    let per_resource = diff_all(plan, &resources, &facts);
+    let per_resource = diff_all(plan, &resources, &facts, restarted);
+    report.restarted = resources
+        .iter()
+        .zip(&per_resource)
+        .filter_map(|((_, r), changes)| match r {
+            Resource::Service { unit, .. }
+                if changes.iter().any(|c| {
+                    matches!(c.kind, ChangeKind::Start { .. } | ChangeKind::Restart(_))
+                }) =>
+            {
+                Some(unit.clone())
+            }
+            _ => None,
+        })
+        .collect();
     for (t, task) in plan.tasks.iter().enumerate() {
         let changes: Vec<Change> = resources
             .iter()
@@ -246,6 +264,7 @@ fn diff_all(
     plan: &HostPlan,
     resources: &[(usize, &Resource)],
     facts: &BTreeMap<usize, Observation>,
+    restarted: &BTreeSet<String>,
 ) -> Vec<Vec<Change>> {
     let mut changed_inputs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut per_resource = Vec::with_capacity(resources.len());
@@ -255,6 +274,11 @@ fn diff_all(
             Resource::Service { notified_by, .. } => notified_by
                 .iter()
                 .flat_map(|task| changed_inputs.get(task.as_str()).into_iter().flatten())
+                .cloned()
+                .collect(),
+            Resource::Handler { after_units, .. } => after_units
+                .iter()
+                .filter(|u| restarted.contains(*u))
                 .cloned()
                 .collect(),
             _ => Vec::new(),

@@ -128,7 +128,9 @@ fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
 }
 
 async fn run(plan: &HostPlan, mode: Mode) -> HostReport {
-    run_host(&LocalShell, plan, mode).await.expect("engine run")
+    run_host(&LocalShell, plan, mode, &Default::default())
+        .await
+        .expect("engine run")
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -243,7 +245,9 @@ async fn a_failing_step_names_the_task_and_leaves_no_partial_file() {
             guard: Guard::Creates(format!("{d}/never")),
         }],
     });
-    let err = run_host(&LocalShell, &p, Mode::Apply).await.unwrap_err();
+    let err = run_host(&LocalShell, &p, Mode::Apply, &Default::default())
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.starts_with("local: task 'broken' failed (command fails)"),
@@ -387,7 +391,7 @@ fn restart_inputs_are_derived_from_the_notifying_tasks() {
     let diff = |plan: &HostPlan, facts| {
         let owned = resources(plan);
         let borrowed: Vec<(usize, &Resource)> = owned.iter().map(|(t, r)| (*t, r)).collect();
-        diff_all(plan, &borrowed, facts)
+        diff_all(plan, &borrowed, facts, &Default::default())
     };
     let plan = service_plan(&["tool binary", "tool service"]).unwrap();
     let facts = parse_facts(

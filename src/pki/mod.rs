@@ -139,6 +139,38 @@ pub struct Pki {
     pending: Mutex<Vec<PendingFile>>,
 }
 
+/// The cluster's two CAs: Kubernetes' own, and etcd's, so that nothing the Kubernetes CA
+/// signs (a kubelet's or kube-proxy's certificate on any node) can talk to etcd, which holds
+/// the whole cluster. etcd's store lives in `<dir>/etcd/`.
+pub struct ClusterPki {
+    pub kubernetes: Pki,
+    pub etcd: Pki,
+}
+
+impl ClusterPki {
+    /// Opens (or, in memory, creates) both CAs; nothing is written until [`ClusterPki::commit`].
+    pub fn open(dir: &Path, cluster_name: &str) -> Result<ClusterPki, PkiError> {
+        Ok(ClusterPki {
+            kubernetes: Pki::open(dir, cluster_name)?,
+            etcd: Pki::open(&dir.join("etcd"), &format!("{cluster_name}-etcd"))?,
+        })
+    }
+
+    /// What a commit would write, from both stores.
+    pub fn pending(&self) -> Vec<(PathBuf, u32)> {
+        let mut all = self.kubernetes.pending();
+        all.extend(self.etcd.pending());
+        all
+    }
+
+    /// Writes both stores (see [`Pki::commit`]).
+    pub fn commit(&self) -> Result<Vec<PathBuf>, PkiError> {
+        let mut written = self.kubernetes.commit()?;
+        written.extend(self.etcd.commit()?);
+        Ok(written)
+    }
+}
+
 /// A file [`Pki::commit`] will write.
 struct PendingFile {
     path: PathBuf,

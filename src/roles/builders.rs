@@ -138,9 +138,14 @@ impl InstallContext<'_> {
         ])
     }
 
-    /// The cluster CA certificate (never its key) as a file.
+    /// The Kubernetes CA certificate (never its key) as a file.
     pub fn ca_file(&self, path: &str) -> Resource {
-        plain_file(path, self.pki.ca_cert_pem().as_bytes())
+        plain_file(path, self.pki.kubernetes.ca_cert_pem().as_bytes())
+    }
+
+    /// etcd's own CA certificate (never its key) as a file: what etcd's clients trust.
+    pub fn etcd_ca_file(&self, path: &str) -> Resource {
+        plain_file(path, self.pki.etcd.ca_cert_pem().as_bytes())
     }
 
     /// A kubeconfig for `user` at `path`, authenticating with `<K8S_SSL_DIR>/<stem>.pem`.

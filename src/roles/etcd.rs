@@ -7,13 +7,12 @@ use super::builders::{cert_files, directory, service, task};
 use super::{InstallContext, RoleError, phase};
 use crate::cluster::commands::etcdctl;
 use crate::cluster::paths::{BIN_DIR, ETCD_DATA_DIR, ETCD_SSL_DIR, unit_file};
-use crate::cluster::{Member, NETWORK_KEY};
+use crate::cluster::{ETCD_UNIT as UNIT, Member, NETWORK_KEY};
 use crate::engine::{Phase, ReadyCheck, Resource};
 use crate::pki;
 use crate::scenario::EtcdSettings;
 
 const ROLE: &str = "etcd";
-const UNIT: &str = "etcd-member.service";
 const DROP_IN_DIR: &str = "/etc/systemd/system/etcd-member.service.d";
 
 const BINARIES: &str = "etcd binaries";
@@ -31,20 +30,22 @@ struct EtcdTemplate<'a> {
 pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     let cluster = ctx.cluster;
     let settings = &cluster.settings.etcd;
-    let client = ctx.pki.ensure(&pki::etcd_client_spec("etcdctl"))?;
+    let client = ctx.pki.etcd.ensure(&pki::etcd_client_spec("etcdctl"))?;
 
     let mut hosts = Vec::new();
     for member in &cluster.etcd {
         let server = ctx
             .pki
+            .etcd
             .ensure(&pki::etcd_server_spec(&member.name, member.address))?;
         let peer = ctx
             .pki
+            .etcd
             .ensure(&pki::etcd_peer_spec(&member.name, member.address))?;
         let mut certs = vec![
             directory("/etc/etcd", 0o755),
             directory(ETCD_SSL_DIR, 0o700),
-            ctx.ca_file(&format!("{ETCD_SSL_DIR}/ca.pem")),
+            ctx.etcd_ca_file(&format!("{ETCD_SSL_DIR}/ca.pem")),
         ];
         certs.extend(cert_files(ETCD_SSL_DIR, "server", &server));
         certs.extend(cert_files(ETCD_SSL_DIR, "peer", &peer));

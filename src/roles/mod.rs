@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::artifacts::{ArtifactError, Bundle};
 use crate::cluster::Cluster;
 use crate::engine::{HostPlan, ManifestError, Phase, PlanError, Resource, Task};
-use crate::pki::{Pki, PkiError};
+use crate::pki::{ClusterPki, PkiError};
 use crate::scenario::Workload;
 use crate::templates::{TemplateError, Templates};
 
@@ -25,7 +25,7 @@ use crate::templates::{TemplateError, Templates};
 pub struct InstallContext<'a> {
     pub cluster: &'a Cluster,
     pub workloads: &'a [Workload],
-    pub pki: &'a Pki,
+    pub pki: &'a ClusterPki,
     pub bundle: &'a Bundle,
     pub templates: &'a Templates,
 }
@@ -187,7 +187,7 @@ pub(crate) mod test_support {
     use crate::artifacts::{Artifact, Bundle};
     use crate::cluster::Cluster;
     use crate::inventory::Inventory;
-    use crate::pki::Pki;
+    use crate::pki::ClusterPki;
     use crate::scenario::Scenario;
     use crate::templates::Templates;
 
@@ -217,7 +217,7 @@ pub(crate) mod test_support {
         let scenario = Scenario::load("test", &root.join(path)).unwrap();
         let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
         let pki_dir = tempfile::tempdir().unwrap();
-        let pki = Pki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
+        let pki = ClusterPki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
         let templates = Templates::load(&super::templates_dir(root)).unwrap();
         f(&InstallContext {
             cluster: &cluster,

@@ -67,6 +67,8 @@ pub async fn run(
             .info(describe_changes(std::slice::from_ref(&local), false));
         hosts.push(local);
     }
+    // Units (re)started so far on any host: later phases' handlers react to them.
+    let mut restarted = std::collections::BTreeSet::new();
     for phase in &plan.phases {
         let start = Instant::now();
         let sessions = phase
@@ -74,15 +76,17 @@ pub async fn run(
             .iter()
             .map(|hp| connections.session(&hp.host))
             .collect::<Result<Vec<_>, _>>()?;
+        let so_far = &restarted;
         let results = futures::future::join_all(
             phase
                 .hosts
                 .iter()
                 .zip(sessions)
-                .map(|(hp, s)| async move { engine::run_host(&s, hp, mode).await }),
+                .map(|(hp, s)| async move { engine::run_host(&s, hp, mode, so_far).await }),
         )
         .await;
         let reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        restarted.extend(reports.iter().flat_map(|r| r.restarted.iter().cloned()));
         let changed: usize = reports.iter().map(HostReport::change_count).sum();
         let verb = if mode == Mode::Apply {
             "applied"
@@ -126,7 +130,7 @@ pub async fn run(
 }
 
 /// The PKI files the plan made, as the control machine's changes (never shown: keys).
-fn pki_changes(pki: &crate::pki::Pki) -> Option<HostReport> {
+fn pki_changes(pki: &crate::pki::ClusterPki) -> Option<HostReport> {
     let pending = pki.pending();
     if pending.is_empty() {
         return None;
@@ -147,6 +151,7 @@ fn pki_changes(pki: &crate::pki::Pki) -> Option<HostReport> {
             changes,
         }],
         round_trips: 0,
+        restarted: Vec::new(),
     })
 }
 

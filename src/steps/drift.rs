@@ -21,6 +21,8 @@ use crate::ssh::shell_quote;
 use crate::state::ScenarioState;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// What converge does on the masters when etcd restarts.
+const APISERVER_HANDLER: &str = "handler restart kube-apiserver";
 
 /// One hand change: where it is made, how, what converge must report for it (host and
 /// resource label), and a command that succeeds once the host is repaired.
@@ -195,6 +197,7 @@ fn runtime_drifts(h: &Hosts, cluster: &Cluster) -> Vec<Drift> {
             expect: vec![
                 at(h.e, "binary /opt/bin/etcdctl".into()),
                 service(h.e, "etcd-member.service"),
+                at(h.m, APISERVER_HANDLER.into()),
             ],
             repaired: "/opt/bin/etcdctl version | grep -q 'etcdctl version'".into(),
         },
@@ -202,7 +205,10 @@ fn runtime_drifts(h: &Hosts, cluster: &Cluster) -> Vec<Drift> {
             name: "binary replaced under its running process",
             host: h.e.clone(),
             command: "cp /opt/bin/etcd /opt/bin/etcd.kf-drift && mv -f /opt/bin/etcd.kf-drift /opt/bin/etcd".into(),
-            expect: vec![service(h.e, "etcd-member.service")],
+            expect: vec![
+                service(h.e, "etcd-member.service"),
+                at(h.m, APISERVER_HANDLER.into()),
+            ],
             repaired: "pid=$(systemctl show -p MainPID --value etcd-member.service); [ \"$pid\" -gt 0 ] && ! readlink /proc/$pid/exe | grep -q deleted".into(),
         },
         Drift {

@@ -18,7 +18,7 @@ use crate::connections::ConnectionError;
 use crate::driver::{DriverContext, DriverError};
 use crate::engine::EngineError;
 use crate::inventory::Inventory;
-use crate::pki::{Pki, PkiError};
+use crate::pki::{ClusterPki, PkiError};
 use crate::report::{CaseOutcome, Logger};
 use crate::roles::{self, InstallContext, Plan, RoleError};
 use crate::scenario::Scenario;
@@ -107,7 +107,7 @@ impl Workspace {
     pub fn plan(
         &self,
         inventory: &Inventory,
-        pki: &Pki,
+        pki: &ClusterPki,
         tags: &[String],
     ) -> Result<(Plan, Cluster), StepError> {
         let templates = Templates::load(&roles::templates_dir(&self.root))?;
@@ -125,9 +125,9 @@ impl Workspace {
         Ok((plan, cluster))
     }
 
-    /// The cluster PKI in the state directory.
-    pub fn pki(&self) -> Result<Pki, StepError> {
-        Ok(Pki::open(
+    /// The cluster's CAs and certificates in the state directory.
+    pub fn pki(&self) -> Result<ClusterPki, StepError> {
+        Ok(ClusterPki::open(
             &self.state_dir.pki_dir(),
             &self.scenario.cluster.name,
         )?)

@@ -92,6 +92,7 @@ fn main() -> Result<()> {
             build_artifacts(None, false)?;
             // The scenario trials include the Vagrant ones: vagrant, libvirt and the box.
             vagrant_box(&root, false)?;
+            test_tools()?;
             let mut all = vec!["test".to_string(), "--workspace".to_string()];
             all.extend(args);
             let all: Vec<&str> = all.iter().map(String::as_str).collect();
@@ -99,6 +100,28 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Tools the tests run for real rather than skip: a throwaway sshd for the SSH transport
+/// tests, openssl for the PKI chain check, systemd-analyze for the unit checks.
+const TEST_PACKAGES: [&str; 3] = ["openssh-server", "openssl", "systemd"];
+
+fn test_tools() -> Result<()> {
+    let missing = packages::missing_packages(&TEST_PACKAGES)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let layout = bundle::Layout::new(&bundle::default_cache_dir());
+    layout.create()?;
+    let log = layout.log("test-tools");
+    eprintln!(
+        "test tools: installing {} (log {})",
+        missing.join(" "),
+        log.display()
+    );
+    let mut args = vec!["install", "--no-install-recommends"];
+    args.extend(missing.iter().map(String::as_str));
+    packages::apt_get(&args, None, &log)
 }
 
 fn vagrant_box(root: &Path, force: bool) -> Result<()> {

@@ -97,6 +97,14 @@ pub enum Resource {
         value: String,
         optional: bool,
     },
+    /// A restart of something outside systemd's reach (a static pod's container), run when
+    /// one of `after_units` was started or restarted earlier in this run, on any host: what
+    /// holds a connection to those units' services must reconnect to them.
+    Handler {
+        name: String,
+        command: String,
+        after_units: Vec<String>,
+    },
     /// A readiness wait: satisfied while the read-only `until` command succeeds; apply polls
     /// it until `timeout`, then fails with `failure` and what `until` printed last.
     Wait {
@@ -139,6 +147,7 @@ impl Resource {
             Resource::ApiObject { object, .. } => format!("object {}", object.label()),
             Resource::Route { destination, .. } => format!("route {destination}"),
             Resource::Sysctl { key, .. } => format!("sysctl {key}"),
+            Resource::Handler { name, .. } => format!("handler {name}"),
             Resource::Wait { name, .. } => format!("wait {name}"),
         }
     }
@@ -204,6 +213,7 @@ impl Resource {
                     "if [ -e {p} ]; then echo \"KF {id} value $(cat {p})\"; else echo \"KF {id} absent yes\"; fi\n"
                 )
             }
+            Resource::Handler { .. } => String::new(),
             Resource::Wait { until, .. } => format!(
                 "if ( {until} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} ready yes\"; fi\n"
             ),
@@ -291,6 +301,12 @@ impl Resource {
                     None,
                 ),
             },
+            Resource::Handler { .. } => {
+                if !restart_inputs.is_empty() {
+                    let units = RestartReason::UnitsRestarted(restart_inputs.to_vec());
+                    push(ChangeKind::Restart(units), None);
+                }
+            }
             Resource::Wait { .. } => {
                 if seen.get("ready").map(String::as_str) != Some("yes") {
                     let what = "not ready yet".to_string();
@@ -402,7 +418,9 @@ impl Resource {
                 }
                 s
             }
-            Resource::Command { command, .. } => format!("( {command} )\n"),
+            Resource::Command { command, .. } | Resource::Handler { command, .. } => {
+                format!("( {command} )\n")
+            }
             Resource::KeyValue { write, value, .. } => stdin_script(write, value),
             Resource::ApiObject { kubectl, object } => stdin_script(
                 &format!("{kubectl} apply -f - >/dev/null"),
@@ -442,6 +460,7 @@ impl Resource {
             Resource::Directory { .. }
                 | Resource::Service { .. }
                 | Resource::Wait { .. }
+                | Resource::Handler { .. }
                 | Resource::Route { .. }
                 | Resource::Sysctl { .. }
         )

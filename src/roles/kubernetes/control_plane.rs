@@ -10,8 +10,9 @@ use super::credentials::{
     APISERVER, CLUSTER_CA, CONTROLLER_MANAGER, KUBE_PROXY, KUBE_PROXY_KUBECONFIG, SCHEDULER,
     SERVICE_ACCOUNT, component_kubeconfig,
 };
-use crate::cluster::Node;
+use crate::cluster::commands::ctr;
 use crate::cluster::paths::MANIFESTS_DIR;
+use crate::cluster::{ETCD_UNIT, Node};
 use crate::engine::{Resource, Task};
 use crate::roles::builders::{directory, inputs_digest, task};
 use crate::roles::{InstallContext, RoleError};
@@ -58,7 +59,26 @@ pub(super) fn static_pods(
     for c in components {
         pods.push(manifest(ctx, base, &c, inputs_digest(earlier, c.inputs)?)?);
     }
+    if node.master {
+        pods.push(apiserver_restart_after_etcd());
+    }
     Ok(task(ROLE, "static pods", pods))
+}
+
+/// kube-apiserver is restarted when etcd (re)starts in the same run: an etcd restart can
+/// make the apiserver drop every watch of its cache, and clients such as kube-proxy then
+/// miss every later change until their watch times out (minutes). A restarted apiserver
+/// closes their connections, so they list again. The kubelet restarts the killed
+/// container; the next phase waits for /healthz.
+fn apiserver_restart_after_etcd() -> Resource {
+    let c = ctr();
+    Resource::Handler {
+        name: "restart kube-apiserver".into(),
+        command: format!(
+            "for id in $({c} containers ls -q 'labels.\"io.kubernetes.container.name\"==kube-apiserver'); do {c} tasks kill --signal SIGTERM \"$id\" 2>/dev/null || true; done"
+        ),
+        after_units: vec![ETCD_UNIT.to_string()],
+    }
 }
 
 /// A static pod manifest rendered from `kubernetes/manifests/<component>.yaml`.

@@ -10,7 +10,7 @@ use super::ROLE;
 use crate::cluster::Node;
 use crate::cluster::paths::{ADMIN_KUBECONFIG, K8S_DIR, K8S_SSL_DIR, k8s_cert};
 use crate::engine::{Resource, Task};
-use crate::pki::{self, CertSpec};
+use crate::pki::{self, CertSpec, Pki};
 use crate::roles::builders::{cert_files, directory, plain_file, secret_file, task};
 use crate::roles::{InstallContext, RoleError};
 
@@ -75,11 +75,39 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
 
 /// Certificate files named by their stem on the node (`kubelet.pem`): the spec's name
 /// except for per-node certificates (`kubelet-<node>` in the PKI).
-fn certs(ctx: &InstallContext, specs: &[(&str, CertSpec)]) -> Result<Vec<Resource>, RoleError> {
+fn certs(pki: &Pki, specs: &[(&str, CertSpec)]) -> Result<Vec<Resource>, RoleError> {
     let mut files = Vec::new();
     for (stem, spec) in specs {
-        files.extend(cert_files(K8S_SSL_DIR, stem, &ctx.pki.ensure(spec)?));
+        files.extend(cert_files(K8S_SSL_DIR, stem, &pki.ensure(spec)?));
     }
+    Ok(files)
+}
+
+/// The API server's serving certificate, its client certificate for the kubelets (from the
+/// Kubernetes CA), and its client certificate for etcd with etcd's CA (from etcd's own CA:
+/// the only Kubernetes component that talks to etcd).
+fn apiserver_credentials(
+    ctx: &InstallContext,
+    serving: CertSpec,
+) -> Result<Vec<Resource>, RoleError> {
+    let mut files = certs(
+        &ctx.pki.kubernetes,
+        &[
+            ("apiserver", serving),
+            (
+                "apiserver-kubelet-client",
+                pki::apiserver_kubelet_client_spec(),
+            ),
+        ],
+    )?;
+    files.extend(certs(
+        &ctx.pki.etcd,
+        &[(
+            "apiserver-etcd-client",
+            pki::etcd_client_spec("apiserver-etcd-client"),
+        )],
+    )?);
+    files.push(ctx.etcd_ca_file(&k8s_cert("etcd-ca")));
     Ok(files)
 }
 
@@ -92,7 +120,7 @@ fn with_kubeconfig(
     user: &str,
     server: &str,
 ) -> Result<Vec<Resource>, RoleError> {
-    let mut files = certs(ctx, &[(stem, spec)])?;
+    let mut files = certs(&ctx.pki.kubernetes, &[(stem, spec)])?;
     files.push(ctx.kubeconfig(path, user, stem, server)?);
     Ok(files)
 }
@@ -107,30 +135,13 @@ fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleErro
         &masters.iter().map(|m| m.address).collect::<Vec<_>>(),
         &masters.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
     );
-    let (sa_key, sa_pub) = ctx.pki.service_account_keypair()?;
+    let (sa_key, sa_pub) = ctx.pki.kubernetes.service_account_keypair()?;
     let local = format!(
         "https://{}:{}",
         node.address, cluster.settings.apiserver_port
     );
     Ok(vec![
-        task(
-            ROLE,
-            APISERVER,
-            certs(
-                ctx,
-                &[
-                    ("apiserver", apiserver),
-                    (
-                        "apiserver-kubelet-client",
-                        pki::apiserver_kubelet_client_spec(),
-                    ),
-                    (
-                        "apiserver-etcd-client",
-                        pki::etcd_client_spec("apiserver-etcd-client"),
-                    ),
-                ],
-            )?,
-        ),
+        task(ROLE, APISERVER, apiserver_credentials(ctx, apiserver)?),
         task(
             ROLE,
             SERVICE_ACCOUNT,
@@ -182,12 +193,12 @@ fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleErro
 /// The cluster-admin kubeconfig (certificates embedded): written to each master, and by the
 /// converge step to the control machine. Contains a private key: never log it.
 fn admin_kubeconfig(ctx: &InstallContext) -> Result<String, RoleError> {
-    let admin = ctx.pki.ensure(&pki::admin_spec())?;
+    let admin = ctx.pki.kubernetes.ensure(&pki::admin_spec())?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let t = json!({
         "cluster_name": ctx.cluster.settings.name,
         "server": ctx.cluster.apiserver_url(),
-        "ca_data": b64(ctx.pki.ca_cert_pem()),
+        "ca_data": b64(ctx.pki.kubernetes.ca_cert_pem()),
         "cert_data": b64(&admin.cert_pem),
         "key_data": b64(admin.key_pem.expose()),
     });

@@ -29,7 +29,7 @@ const CALICO_KUBECONFIG: &str = "/etc/kubernetes/calico.kubeconfig";
 const PLUGINS: &[&str] = &["flannel", "calico", "loopback"];
 
 const FLANNELD_BINARY: &str = "flanneld binary";
-const CLUSTER_CA: &str = "cluster CA";
+const CLUSTER_CA: &str = "CA certificates";
 const FLANNEL_CREDENTIALS: &str = "flannel credentials";
 const FLANNELD: &str = "flanneld";
 const CALICO_CREDENTIALS: &str = "Calico credentials";
@@ -85,7 +85,11 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
     let credentials = |specs: &[pki::CertSpec]| -> Result<Vec<_>, RoleError> {
         let mut files = Vec::new();
         for spec in specs {
-            files.extend(cert_files(K8S_SSL_DIR, &spec.name, &ctx.pki.ensure(spec)?));
+            files.extend(cert_files(
+                K8S_SSL_DIR,
+                &spec.name,
+                &ctx.pki.etcd.ensure(spec)?,
+            ));
         }
         Ok(files)
     };
@@ -129,6 +133,7 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
             vec![
                 directory(K8S_SSL_DIR, 0o700),
                 ctx.ca_file(&format!("{K8S_SSL_DIR}/ca.pem")),
+                ctx.etcd_ca_file(&format!("{K8S_SSL_DIR}/etcd-ca.pem")),
             ],
         ),
         task(
