@@ -25,6 +25,9 @@ struct Cli {
     /// Write a JUnit XML report here.
     #[arg(long, global = true)]
     junit: Option<PathBuf>,
+    /// Also append every line (verbose ones included, secrets redacted) to this file.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,7 +99,7 @@ fn project_root(explicit: Option<PathBuf>) -> PathBuf {
 
 async fn run(cli: Cli) -> ExitCode {
     let root = project_root(cli.project);
-    let log = Logger::new(cli.verbose, None);
+    let log = Logger::new(cli.verbose, cli.log.clone());
     let name = match &cli.command {
         Command::List => return list(&root),
         Command::Create { scenario }

@@ -28,9 +28,13 @@ fn main() {
 
 fn run_scenario(root: &Path, name: &str) -> Result<(), Failed> {
     let junit = root.join("target/junit").join(format!("{name}.xml"));
+    let log = root.join("target/junit").join(format!("{name}.log"));
+    let _ = std::fs::remove_file(&log);
     let status = Command::new(env!("CARGO_BIN_EXE_kubeforge"))
         .args(["--project", &root.display().to_string(), "--junit"])
         .arg(&junit)
+        .arg("--log")
+        .arg(&log)
         .args(["test", name])
         .status()
         .map_err(|e| format!("cannot run kubeforge: {e}"))?;
@@ -47,5 +51,25 @@ fn run_scenario(root: &Path, name: &str) -> Result<(), Failed> {
             return Err(format!("{}: no testcase for step {step}", junit.display()).into());
         }
     }
+    // Keys never reach a report or a log, verbose lines included.
+    let text = std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    for (file, content) in [(&junit, &xml), (&log, &text)] {
+        if let Some(leak) = secret_in(content) {
+            return Err(format!("{}: holds a secret: {leak}", file.display()).into());
+        }
+    }
     Ok(())
+}
+
+/// The first private key or unredacted key data in `text`, if any.
+fn secret_in(text: &str) -> Option<String> {
+    if let Some(at) = text.find("PRIVATE KEY-----") {
+        return Some(text[at.saturating_sub(40)..at + 16].to_string());
+    }
+    text.lines()
+        .find(|l| {
+            l.split_once("key-data:")
+                .is_some_and(|(_, value)| !value.trim().is_empty() && !value.contains("<redacted>"))
+        })
+        .map(str::to_string)
 }

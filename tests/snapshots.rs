@@ -217,3 +217,22 @@ fn every_template_is_pinned_for_every_fixture() {
         "templates no fixture renders (so no snapshot pins them): {unrendered:?}"
     );
 }
+
+/// Snapshots are committed: no private key, token or key data may be in one.
+#[test]
+fn no_snapshot_holds_a_secret() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let mut leaks = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let leaked = text.contains("PRIVATE KEY-----")
+            || text.lines().any(|l| {
+                l.split_once("key-data:")
+                    .is_some_and(|(_, v)| !v.trim().is_empty() && !v.contains("<redacted>"))
+            });
+        if leaked {
+            leaks.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    assert!(leaks.is_empty(), "snapshots holding secrets: {leaks:?}");
+}

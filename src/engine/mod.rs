@@ -131,10 +131,12 @@ pub enum EngineError {
     },
 }
 
-/// Functions every apply script can call: atomic file write, readiness wait.
+/// Functions every apply script can call: atomic file write (the temporary file is created
+/// under umask 077, so a key is never readable by others, not even before its chmod),
+/// readiness wait.
 const APPLY_PRELUDE: &str = r#"set -e
 umask 022
-kf_write() { kf_t="$1.kf-tmp.$$"; base64 -d > "$kf_t"; chmod "$2" "$kf_t"; chown "$3" "$kf_t"; mv -f "$kf_t" "$1"; }
+kf_write() { kf_t="$1.kf-tmp.$$"; (umask 077; base64 -d > "$kf_t"); chmod "$2" "$kf_t"; chown "$3" "$kf_t"; mv -f "$kf_t" "$1"; }
 kf_wait() { kf_i=0; while [ "$kf_i" -lt "$1" ]; do if sh -c "$2" >/dev/null 2>&1; then return 0; fi; sleep 1; kf_i=$((kf_i+1)); done; return 1; }
 mkdir -p /var/lib/kubeforge/restart-pending
 "#;

@@ -429,3 +429,30 @@ fn a_service_notified_by_a_missing_or_later_task_is_refused() {
         "local: service tool.service is notified by task 'no such task', which does not come before it in the same phase"
     );
 }
+
+/// The temporary file of an atomic write is private from its first byte: a stand-in
+/// `base64` (run once the redirection created the file) records its mode.
+#[test]
+fn an_atomic_write_is_never_readable_by_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("key.pem");
+    let seen = dir.path().join("mode-while-writing");
+    let script = format!(
+        "{APPLY_PRELUDE}base64() {{ stat -c %a \"$kf_t\" > {seen}; command base64 \"$@\"; }}\n\
+         printf c2VjcmV0 | kf_write {target} 0600 \"$(id -un):$(id -gn)\"\n",
+        seen = seen.display(),
+        target = target.display(),
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "600");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret");
+}

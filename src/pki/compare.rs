@@ -10,6 +10,37 @@ use x509_parser::extensions::GeneralName;
 
 use super::spec::{CertSpec, CertUsage};
 
+/// What a PEM certificate says, one line each (subject, issuer, validity, names): what a
+/// check-mode diff shows instead of base64. `None` when `pem` is not one certificate.
+pub fn describe_certificate(pem: &str) -> Option<String> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    if parsed.label != "CERTIFICATE" {
+        return None;
+    }
+    let (_, cert) = x509_parser::parse_x509_certificate(&parsed.contents).ok()?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => names.push(format!("DNS:{d}")),
+                GeneralName::IPAddress(bytes) => {
+                    names.extend(ip_from_bytes(bytes).map(|ip| format!("IP:{ip}")))
+                }
+                other => names.push(format!("{other:?}")),
+            }
+        }
+    }
+    Some(format!(
+        "subject: {}\nissuer: {}\nnot before: {}\nnot after: {}\nnames: {}\nserial: {}\n",
+        cert.subject(),
+        cert.issuer(),
+        cert.validity().not_before,
+        cert.validity().not_after,
+        names.join(", "),
+        cert.raw_serial_as_string(),
+    ))
+}
+
 /// Ways in which `cert` does not say what `spec` asks for, one phrase each.
 pub(super) fn differences(cert: &X509Certificate<'_>, spec: &CertSpec) -> Vec<String> {
     let mut out = Vec::new();

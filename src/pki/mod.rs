@@ -42,6 +42,7 @@ pub use spec::{
 };
 
 use crate::files;
+pub use compare::describe_certificate;
 use compare::differences;
 
 /// CA lifetime: long enough that a test cluster never outlives it.

@@ -341,13 +341,13 @@ impl Resource {
                     let diff = (!*secret)
                         .then(|| seen.get("content"))
                         .flatten()
-                        .map(|b64| unified_diff(path, &decode(b64), content));
+                        .map(|b64| content_diff(path, &decode(b64), content));
                     push(ChangeKind::Content { secret: *secret }, diff);
                 }
                 perm_changes(seen, perms, push);
             }
             "none" => {
-                let diff = (!*secret).then(|| unified_diff(path, b"", content));
+                let diff = (!*secret).then(|| content_diff(path, b"", content));
                 push(ChangeKind::Create { mode: perms.mode }, diff)
             }
             other => push(replace(other, "a file"), None),
@@ -661,6 +661,24 @@ fn base64_lines(content: &[u8]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// A file's diff: certificates as what they say (subject, issuer, validity, names), not as
+/// base64; other text as is.
+fn content_diff(path: &str, old: &[u8], new: &[u8]) -> String {
+    let described = |bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(crate::pki::describe_certificate)
+    };
+    match (described(new), old.is_empty()) {
+        (Some(new), true) => unified_diff(path, b"", new.as_bytes()),
+        (Some(new), false) => match described(old) {
+            Some(old) => unified_diff(path, old.as_bytes(), new.as_bytes()),
+            None => unified_diff(path, b"(not a certificate)\n", new.as_bytes()),
+        },
+        (None, _) => unified_diff(path, old, new),
+    }
 }
 
 /// A unified diff of two texts (binary content is summarised instead).

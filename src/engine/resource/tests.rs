@@ -198,3 +198,36 @@ fn key_value_ignores_trailing_newline() {
     assert_eq!(r.diff(&seen(&[("value", &b("w"))]), &[]).len(), 1);
     assert_eq!(r.diff(&seen(&[]), &[])[0].kind, ChangeKind::ValueCreate);
 }
+
+/// A certificate's diff says what changed in it (subject, issuer, validity, names), never
+/// shows base64.
+#[test]
+fn a_certificate_diff_shows_what_the_certificate_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = crate::pki::Pki::open(&dir.path().join("a"), "ours").unwrap();
+    let theirs = crate::pki::Pki::open(&dir.path().join("b"), "theirs").unwrap();
+    let spec = crate::pki::admin_spec();
+    let new = ours.ensure(&spec).unwrap().cert_pem;
+    let old = theirs.ensure(&spec).unwrap().cert_pem;
+    let r = Resource::File {
+        path: "/etc/kubernetes/ssl/admin.pem".into(),
+        content: new.into_bytes(),
+        perms: Perms::root(0o644),
+        secret: false,
+        origin: None,
+    };
+    let o = seen(&[
+        ("type", "file"),
+        ("perms", "644 root root"),
+        ("sha", "0"),
+        (
+            "content",
+            &base64::engine::general_purpose::STANDARD.encode(&old),
+        ),
+    ]);
+    let diff = r.diff(&o, &[])[0].diff.clone().unwrap();
+    assert!(diff.contains("-issuer: CN=kubeforge-ca-theirs"), "{diff}");
+    assert!(diff.contains("+issuer: CN=kubeforge-ca-ours"), "{diff}");
+    assert!(diff.contains("subject: CN=admin"), "{diff}");
+    assert!(!diff.contains("BEGIN CERTIFICATE"), "{diff}");
+}
