@@ -49,7 +49,8 @@ impl Connections {
             Some(path) => ClientKey::load_or_generate(path)?,
             None => ClientKey::load_or_generate(&state_dir.ssh_key())?,
         };
-        let loaded = HostKeyPins::load(&state_dir.host_key_pins())?;
+        let pins_file = state_dir.host_key_pins(inventory);
+        let loaded = HostKeyPins::load(&pins_file)?;
         let pins = Arc::new(Mutex::new(loaded.clone()));
         let opts = SshOptions::default();
         let results = futures::future::join_all(todo.iter().map(|h| {
@@ -65,7 +66,7 @@ impl Connections {
         .await;
         let pins = pins.lock().expect("pins lock").clone();
         if pins != loaded {
-            pins.save(&state_dir.host_key_pins())?;
+            pins.save(&pins_file)?;
         }
         let addresses: Vec<_> = inventory
             .hosts

@@ -65,6 +65,10 @@ pub struct Inventory {
     /// The user's own SSH key for these hosts; `None` means the scenario's generated key.
     #[serde(default)]
     pub ssh_key: Option<std::path::PathBuf>,
+    /// Hosts the run did not create and does not destroy (driver `existing`): their host
+    /// keys stay pinned across runs, so a changed key is refused on the next run too.
+    #[serde(default)]
+    pub kept_hosts: bool,
 }
 
 impl Inventory {
@@ -104,6 +108,7 @@ impl Inventory {
                 })
                 .collect(),
             ssh_key: None,
+            kept_hosts: false,
         }
     }
 }

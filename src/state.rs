@@ -76,8 +76,18 @@ impl StateDir {
     pub fn ssh_key(&self) -> PathBuf {
         self.root.join("ssh").join("id_ed25519")
     }
-    pub fn host_key_pins(&self) -> PathBuf {
-        self.root.join("ssh").join("host_keys.json")
+    /// The pinned host keys of `inventory`'s hosts: with the run's state for hosts the run
+    /// creates; beside it, surviving `destroy`, for hosts it keeps (driver `existing`).
+    pub fn host_key_pins(&self, inventory: &Inventory) -> PathBuf {
+        if inventory.kept_hosts {
+            let scenario = self.root.file_name().unwrap_or_default();
+            let base = self.root.parent().unwrap_or(&self.root);
+            base.join("kept-hosts")
+                .join(scenario)
+                .join("host_keys.json")
+        } else {
+            self.root.join("ssh").join("host_keys.json")
+        }
     }
     pub fn known_hosts(&self) -> PathBuf {
         self.root.join("ssh").join("known_hosts")

@@ -1,5 +1,6 @@
 //! The `existing` driver against a host started outside kubeforge (plain podman here, as a
-//! user's own machine would be): the whole sequence passes, and destroy leaves the host alone.
+//! user's own machine would be): the whole sequence passes, destroy leaves the host alone,
+//! and the host's key stays pinned: a changed key is refused on the next run.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -145,5 +146,31 @@ fn existing_host_runs_every_step_and_survives_destroy() {
     assert_eq!(
         podman(&["inspect", "-f", "{{.State.Running}}", &guard.container]),
         "true"
+    );
+
+    // The host's key pin outlived `test` and its destroy: a host that now presents another
+    // key (rebuilt, or something else answering at its address) is refused.
+    podman(&[
+        "exec",
+        &guard.container,
+        "sh",
+        "-c",
+        "rm -f /etc/ssh/ssh_host_*key* && ssh-keygen -A >/dev/null && systemctl restart ssh",
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .arg("--project")
+        .arg(project.path())
+        .args(["create", "existing"])
+        .env("KUBEFORGE_STATE_DIR", project.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a changed host key was accepted:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the host key of etcd-01 has changed"),
+        "{stderr}"
     );
 }

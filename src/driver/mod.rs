@@ -269,6 +269,7 @@ pub async fn create(
                 Inventory {
                     hosts,
                     ssh_key: None,
+                    kept_hosts: false,
                 },
                 format!("{} ({})", network.name, network.subnet),
             ))
@@ -281,6 +282,7 @@ pub async fn create(
                 Inventory {
                     hosts,
                     ssh_key: None,
+                    kept_hosts: false,
                 },
                 format!("{instance}-net ({network})"),
             ))
@@ -315,6 +317,7 @@ pub async fn create(
                 Inventory {
                     hosts,
                     ssh_key: key.clone(),
+                    kept_hosts: true,
                 },
                 "existing hosts".into(),
             ))

@@ -155,6 +155,9 @@ impl HostKeyPins {
             detail: format!("cannot serialise ({e})"),
         })?;
         text.push('\n');
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
         files::write_atomic(path, text.as_bytes(), 0o644)
             .map_err(io_err(format!("writing {}", path.display())))
     }

@@ -41,11 +41,15 @@ pub async fn run(
         driver::create(&ws.scenario, &ws.driver_context(&state.instance), &pub_key).await?;
     let ssh_ready_seconds = start.elapsed().as_secs_f64();
     // New hosts have new host keys: forget old pins, pin the new ones on first contact.
-    let mut pins = HostKeyPins::load(&ws.state_dir.host_key_pins())?;
-    for h in &inventory.hosts {
-        pins.remove(&h.name);
+    // Kept hosts (driver `existing`) are the same machines: their pins stay.
+    if !inventory.kept_hosts {
+        let pins_file = ws.state_dir.host_key_pins(&inventory);
+        let mut pins = HostKeyPins::load(&pins_file)?;
+        for h in &inventory.hosts {
+            pins.remove(&h.name);
+        }
+        pins.save(&pins_file)?;
     }
-    pins.save(&ws.state_dir.host_key_pins())?;
     let hosts = inventory.hosts.len();
     state.inventory = Some(inventory);
     state.network = Some(network.clone());
