@@ -5,6 +5,9 @@
 
 use std::process::Command;
 
+mod common;
+use common::{assert_nothing_left, instance_in, kubeforge, project_with};
+
 const SCENARIO: &str = "
 platforms:
   - name: etcd-01
@@ -15,56 +18,6 @@ cluster:
     election_timeout_ms: 1000
 sequence: [create, converge, verify, destroy]
 ";
-
-fn podman_names(what: &[&str], instance: &str) -> String {
-    let out = Command::new("podman")
-        .args(what)
-        .args([
-            "--filter",
-            &format!("label=kubeforge.instance={instance}"),
-            "--format",
-            "{{.Name}}",
-        ])
-        .output()
-        .expect("podman runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A project with one scenario (the repository's templates), and its state directory.
-fn project_with(name: &str, scenario: &str) -> tempfile::TempDir {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let project = tempfile::tempdir().unwrap();
-    let dir = project.path().join("scenarios").join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("scenario.yml"), scenario).unwrap();
-    std::os::unix::fs::symlink(root.join("templates"), project.path().join("templates")).unwrap();
-    project
-}
-
-fn kubeforge(project: &std::path::Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeforge"));
-    cmd.arg("--project")
-        .arg(project)
-        .args(args)
-        .env("KUBEFORGE_STATE_DIR", project.join("state"));
-    cmd
-}
-
-/// The driver prints the instance name as the prefix of every container and its network.
-fn instance_in(output: &str, scenario: &str) -> String {
-    output
-        .split_whitespace()
-        .find(|w| w.starts_with(&format!("kf-{scenario}-")))
-        .map(|w| w.trim_end_matches(':').trim_end_matches("-net").to_string())
-        .unwrap_or_else(|| panic!("no instance name in output:\n{output}"))
-}
-
-fn assert_nothing_left(project: &std::path::Path, scenario: &str, instance: &str) {
-    assert_eq!(podman_names(&["ps", "-a"], instance), "");
-    assert_eq!(podman_names(&["volume", "ls"], instance), "");
-    assert_eq!(podman_names(&["network", "ls"], instance), "");
-    assert!(!project.join("state").join(scenario).exists());
-}
 
 #[test]
 fn failing_converge_is_reported_and_cleaned_up() {

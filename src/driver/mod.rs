@@ -220,6 +220,52 @@ fn vagrant_hosts(scenario: &Scenario, instance: &str, created: &[vagrant::Create
         .collect()
 }
 
+/// The Podman plan of a scenario: one container per platform at the seeds' address plan.
+fn podman_plan(
+    scenario: &Scenario,
+    instance: &str,
+    subnet: Option<String>,
+    authorized_keys: &Path,
+) -> podman::PodmanPlan {
+    podman::PodmanPlan {
+        instance: instance.to_string(),
+        subnet,
+        hosts: scenario
+            .platforms
+            .iter()
+            .zip(scenario.address_octets())
+            .map(|(p, octet)| podman::PodmanHostSpec {
+                name: p.name.clone(),
+                last_octet: octet,
+                privileged: p.is_privileged(),
+                memory_mb: p.memory_mb,
+            })
+            .collect(),
+        authorized_keys: authorized_keys.to_path_buf(),
+    }
+}
+
+/// Brings back hosts of a created scenario that stopped or vanished (Podman: started or
+/// run again); returns the names of hosts that got new host keys (recreated), whose pins
+/// must go. Other drivers' hosts are left as they are.
+pub async fn heal(
+    scenario: &Scenario,
+    ctx: &DriverContext<'_>,
+    authorized_keys: &Path,
+) -> Result<Vec<String>, DriverError> {
+    let DriverConfig::Podman { subnet } = &scenario.driver else {
+        return Ok(Vec::new());
+    };
+    let image = host_image::ensure_host_image(ctx.log).await?;
+    let plan = podman_plan(scenario, ctx.instance, subnet.clone(), authorized_keys);
+    let healed = podman::heal(&plan, &image, ctx.log).await?;
+    Ok(healed
+        .into_iter()
+        .filter(|(_, h)| *h == podman::Healing::Recreated)
+        .map(|(name, _)| name)
+        .collect())
+}
+
 /// Creates every host of the scenario; `authorized_keys` is the scenario's public key.
 /// Returns the inventory and the name of the network created for it.
 pub async fn create(
@@ -232,22 +278,7 @@ pub async fn create(
         DriverConfig::Podman { subnet } => {
             host_image::ensure_prerequisites(log).await?;
             let image = host_image::ensure_host_image(log).await?;
-            let plan = podman::PodmanPlan {
-                instance: instance.to_string(),
-                subnet: subnet.clone(),
-                hosts: scenario
-                    .platforms
-                    .iter()
-                    .zip(scenario.address_octets())
-                    .map(|(p, octet)| podman::PodmanHostSpec {
-                        name: p.name.clone(),
-                        last_octet: octet,
-                        privileged: p.is_privileged(),
-                        memory_mb: p.memory_mb,
-                    })
-                    .collect(),
-                authorized_keys: authorized_keys.to_path_buf(),
-            };
+            let plan = podman_plan(scenario, instance, subnet.clone(), authorized_keys);
             let (network, created) = podman::create(&plan, &image, log).await?;
             let hosts = scenario
                 .platforms

@@ -110,10 +110,13 @@ impl HostReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{host}: {what}: {source}")]
+    /// The host could not be reached (it dropped, timed out) while doing `what` for the
+    /// named tasks.
+    #[error("{host}: {what} (task {tasks}): {source}")]
     Transport {
         host: String,
         what: &'static str,
+        tasks: String,
         source: TransportError,
     },
     #[error("{host}: gathering facts failed (exit {status}): {stderr}")]
@@ -169,7 +172,7 @@ pub async fn run_host<T: Transport>(
         return Ok(report);
     }
 
-    let facts = gather_facts(transport, &host, &resources).await?;
+    let facts = gather_facts(transport, plan, &resources).await?;
     report.round_trips += 1;
 
     let per_resource = diff_all(plan, &resources, &facts, restarted);
@@ -219,6 +222,7 @@ pub async fn run_host<T: Transport>(
                 .map_err(|source| EngineError::Transport {
                     host: host.clone(),
                     what: "upload",
+                    tasks: quoted(&[plan.tasks[*t].name.as_str()]),
                     source,
                 })
                 .map_err(|e| with_task(e, &plan.tasks[*t].name))?;
@@ -227,12 +231,19 @@ pub async fn run_host<T: Transport>(
     }
 
     let script = apply_script(&resources, &per_resource);
+    let changing: Vec<&str> = report
+        .tasks
+        .iter()
+        .filter(|t| !t.changes.is_empty())
+        .map(|t| t.task.as_str())
+        .collect();
     let out = transport
         .exec_root("sh -s", Some(script.as_bytes()), APPLY_TIMEOUT)
         .await
         .map_err(|source| EngineError::Transport {
             host: host.clone(),
             what: "apply",
+            tasks: quoted(&changing),
             source,
         })?;
     report.round_trips += 1;
@@ -297,6 +308,15 @@ fn diff_all(
     per_resource
 }
 
+/// `'a', 'b'`: task names in an error.
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn with_task(e: EngineError, task: &str) -> EngineError {
     match e {
         EngineError::Transport { host, source, .. } => EngineError::Apply {
@@ -311,9 +331,10 @@ fn with_task(e: EngineError, task: &str) -> EngineError {
 
 async fn gather_facts<T: Transport>(
     transport: &T,
-    host: &str,
+    plan: &HostPlan,
     resources: &[(usize, &Resource)],
 ) -> Result<BTreeMap<usize, Observation>, EngineError> {
+    let host = plan.host.as_str();
     let mut script = String::from("export LC_ALL=C\n");
     for (i, (_, r)) in resources.iter().enumerate() {
         script.push_str(&r.probe(i));
@@ -324,6 +345,13 @@ async fn gather_facts<T: Transport>(
         .map_err(|source| EngineError::Transport {
             host: host.to_string(),
             what: "gather facts",
+            tasks: quoted(
+                &plan
+                    .tasks
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>(),
+            ),
             source,
         })?;
     if out.status != 0 {

@@ -456,3 +456,54 @@ fn an_atomic_write_is_never_readable_by_others() {
     assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "600");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret");
 }
+
+/// A host that answers the facts script, then drops (its connection resets) before the
+/// apply script: as a host dying in the middle of a converge.
+struct DroppingShell {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Transport for DroppingShell {
+    async fn exec_root(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, TransportError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return LocalShell.exec_root(command, stdin, timeout).await;
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset").into())
+    }
+
+    async fn upload_file(
+        &self,
+        local: &Path,
+        remote_path: &str,
+        mode: u32,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        LocalShell
+            .upload_file(local, remote_path, mode, timeout)
+            .await
+    }
+}
+
+/// A host that drops during converge fails the run with its name and the tasks that were
+/// being applied.
+#[tokio::test]
+async fn a_host_that_drops_is_named_with_the_tasks_it_was_applying() {
+    let (dir, bin) = setup();
+    let p = plan(dir.path(), "1", &bin);
+    let dropping = DroppingShell {
+        calls: Default::default(),
+    };
+    let err = run_host(&dropping, &p, Mode::Apply, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("local: apply (task 'config', 'binary', 'init'): connection reset"),
+        "{err}"
+    );
+}

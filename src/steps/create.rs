@@ -1,5 +1,6 @@
 //! `create`: the driver makes the scenario's hosts; their SSH host keys are pinned on first
-//! contact. A scenario that already has hosts is left as it is.
+//! contact. On a scenario that already has hosts, the ones that stopped or vanished are
+//! brought back (as Molecule's create does).
 
 use std::time::Instant;
 
@@ -11,8 +12,10 @@ use crate::state::ScenarioState;
 
 /// What `create` did.
 pub enum CreateOutput {
+    /// The scenario had hosts; those that stopped or vanished were brought back.
     AlreadyCreated {
         hosts: usize,
+        recreated: Vec<String>,
     },
     Created {
         hosts: usize,
@@ -27,10 +30,26 @@ pub async fn run(
     state: &mut ScenarioState,
     connections: &mut Connections,
 ) -> Result<CreateOutput, StepError> {
-    if let Some(inv) = &state.inventory {
-        return Ok(CreateOutput::AlreadyCreated {
-            hosts: inv.hosts.len(),
-        });
+    if let Some(inventory) = state.inventory.clone() {
+        let pub_key = ws.state_dir.ssh_key().with_extension("pub");
+        let ctx = ws.driver_context(&state.instance);
+        let recreated = driver::heal(&ws.scenario, &ctx, &pub_key).await?;
+        // A recreated host has new host keys: its old pin would refuse it.
+        if !recreated.is_empty() {
+            let pins_file = ws.state_dir.host_key_pins(&inventory);
+            let mut pins = HostKeyPins::load(&pins_file)?;
+            for host in &recreated {
+                pins.remove(host);
+            }
+            pins.save(&pins_file)?;
+        }
+        connections.connect_all(&inventory, &ws.state_dir).await?;
+        let output = CreateOutput::AlreadyCreated {
+            hosts: inventory.hosts.len(),
+            recreated,
+        };
+        ws.say(StepOutcome::from(&output).summary);
+        return Ok(output);
     }
     ClientKey::load_or_generate(&ws.state_dir.ssh_key())?;
     let start = Instant::now();
@@ -70,7 +89,13 @@ pub async fn run(
 impl From<&CreateOutput> for StepOutcome {
     fn from(output: &CreateOutput) -> StepOutcome {
         let summary = match output {
-            CreateOutput::AlreadyCreated { hosts } => format!("already created: {hosts} hosts"),
+            CreateOutput::AlreadyCreated { hosts, recreated } if recreated.is_empty() => {
+                format!("already created: {hosts} hosts")
+            }
+            CreateOutput::AlreadyCreated { hosts, recreated } => format!(
+                "already created: {hosts} hosts; created again: {}",
+                recreated.join(", ")
+            ),
             CreateOutput::Created {
                 hosts,
                 network,

@@ -208,6 +208,97 @@ pub async fn create(
     Ok((network, hosts))
 }
 
+/// What [`heal`] did for one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Healing {
+    /// It was running.
+    Running,
+    /// It was stopped or paused and was started: same disk, same host keys.
+    Started,
+    /// Its container was gone and was run again (its volumes reused): new host keys.
+    Recreated,
+}
+
+impl std::fmt::Display for Healing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Healing::Running => "running",
+            Healing::Started => "was stopped: started again",
+            Healing::Recreated => "was gone: created again",
+        })
+    }
+}
+
+/// Brings back the hosts of an instance that stopped or vanished, as Molecule's `create`
+/// does: a stopped container is started, a missing one is run again from the plan on the
+/// instance's network, and every host that was not running is waited for until SSH answers.
+pub async fn heal(
+    plan: &PodmanPlan,
+    image: &str,
+    log: &Logger,
+) -> Result<Vec<(String, Healing)>, PodmanError> {
+    let network = network_name(&plan.instance);
+    let subnet = podman(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .Subnets}}{{.Subnet}}{{end}}",
+        &network,
+    ])
+    .await
+    .map_err(command_err("find the network of instance", &plan.instance))?;
+    let subnet = subnet.trim();
+    let mut outcome = Vec::new();
+    let mut waiting = Vec::new();
+    for host in &plan.hosts {
+        let container = container_name(&plan.instance, &host.name);
+        let state = podman(&["inspect", "--format", "{{.State.Status}}", &container]).await;
+        let healing = match state.as_deref().map(str::trim) {
+            Ok("running") => Healing::Running,
+            Ok("paused") => {
+                podman(&["unpause", &container])
+                    .await
+                    .map_err(command_err("unpause container", &container))?;
+                Healing::Started
+            }
+            Ok(_) => {
+                podman(&["start", &container])
+                    .await
+                    .map_err(command_err("start container", &container))?;
+                Healing::Started
+            }
+            Err(_) => {
+                for (volume, _) in host_volumes(&plan.instance, host) {
+                    if podman(&["volume", "exists", &volume]).await.is_err() {
+                        let args = volume_create_args(&plan.instance, &volume);
+                        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                        podman(&refs)
+                            .await
+                            .map_err(command_err("create volume", &volume))?;
+                    }
+                }
+                let args = run_args(plan, host, &network, subnet, image)?;
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                podman(&refs)
+                    .await
+                    .map_err(command_err("start container", &container))?;
+                Healing::Recreated
+            }
+        };
+        if healing != Healing::Running {
+            log.info(format!("host {}: {healing} ({container})", host.name));
+            waiting.push(CreatedHost {
+                name: host.name.clone(),
+                container,
+                address: host_ip(subnet, host.last_octet)?,
+            });
+        }
+        outcome.push((host.name.clone(), healing));
+    }
+    wait_for_ssh(&waiting, log).await?;
+    Ok(outcome)
+}
+
 fn volume_create_args(instance: &str, name: &str) -> Vec<String> {
     vec![
         "volume".into(),
