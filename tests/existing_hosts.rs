@@ -35,9 +35,10 @@ fn podman(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn existing_host_runs_every_step_and_survives_destroy() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+/// A host started the way a user's own machine would be (plain podman, on an internal
+/// network), with the user's key authorized by hand: its cleanup guard, address, and the
+/// project directory holding the key.
+fn users_host() -> (Cleanup, String, tempfile::TempDir) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // This test drives podman itself, so it installs it the way kubeforge would.
     let log = kubeforge::report::Logger::new(false, None);
@@ -118,7 +119,14 @@ fn existing_host_runs_every_step_and_survives_destroy() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    (guard, ip, project)
+}
 
+#[test]
+fn existing_host_runs_every_step_and_survives_destroy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (guard, ip, project) = users_host();
+    let key_path = project.path().join("user_key");
     let dir = project.path().join("scenarios/existing");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
