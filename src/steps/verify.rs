@@ -6,7 +6,7 @@ use crate::cluster::Cluster;
 use crate::connections::Connections;
 use crate::report::CaseOutcome;
 use crate::state::ScenarioState;
-use crate::verify::{self, CheckResult};
+use crate::verify::{self, CheckResult, Verdict};
 
 /// Every check's result, in the order they ran.
 pub struct VerifyOutput {
@@ -24,20 +24,16 @@ pub async fn run(
         .ok_or_else(|| StepError::NotCreated(ws.scenario.name.clone()))?;
     connections.connect_all(&inventory, &ws.state_dir).await?;
     let cluster = Cluster::derive(&ws.scenario, &inventory)?;
-    let mut results = Vec::new();
-    for check in verify::checks(&cluster) {
-        let session = connections.session(&check.host)?;
-        let result = verify::run(&session, &check).await;
-        if result.passed {
-            ws.log.info(format!("  ok    {}", check.name));
-        } else {
-            ws.log.error(format!(
-                "  FAIL  {} on {}: {}",
-                check.name, check.host, result.detail
-            ));
-        }
-        results.push(result);
-    }
+    let log = &ws.log;
+    let report = |r: &CheckResult| match r.verdict {
+        Verdict::Passed => log.info(format!("  ok    {} ({:.1}s)", r.check.name, r.seconds)),
+        Verdict::Skipped => log.info(format!("  skip  {}: {}", r.check.name, r.detail)),
+        Verdict::Failed => log.error(format!(
+            "  FAIL  {} on {} ({:.1}s): {}",
+            r.check.name, r.check.host, r.seconds, r.detail
+        )),
+    };
+    let results = verify::run(&cluster, connections, &report).await;
     Ok(VerifyOutput { results })
 }
 
@@ -46,12 +42,17 @@ impl From<&VerifyOutput> for StepOutcome {
         let failed: Vec<&str> = output
             .results
             .iter()
-            .filter(|r| !r.passed)
+            .filter(|r| r.verdict == Verdict::Failed)
             .map(|r| r.check.name.as_str())
             .collect();
         let total = output.results.len();
+        let skipped = output
+            .results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Skipped)
+            .count();
         StepOutcome {
-            summary: format!("{total} checks passed"),
+            summary: format!("{} checks passed, {skipped} skipped", total - skipped),
             failure: (!failed.is_empty()).then(|| {
                 format!(
                     "verify: {} of {total} checks failed: {}",
@@ -66,13 +67,15 @@ impl From<&VerifyOutput> for StepOutcome {
                     group: "verify",
                     name: format!("verify: {}", r.check.name),
                     seconds: r.seconds,
-                    outcome: if r.passed {
-                        CaseOutcome::Passed
-                    } else {
-                        CaseOutcome::Failed {
+                    outcome: match r.verdict {
+                        Verdict::Passed => CaseOutcome::Passed,
+                        Verdict::Skipped => CaseOutcome::Skipped {
+                            reason: r.detail.clone(),
+                        },
+                        Verdict::Failed => CaseOutcome::Failed {
                             message: format!("{}: check '{}' failed", r.check.host, r.check.name),
                             detail: r.detail.clone(),
-                        }
+                        },
                     },
                     output: r.detail.clone(),
                     properties: vec![("host".into(), r.check.host.clone())],

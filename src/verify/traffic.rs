@@ -1,0 +1,294 @@
+//! Pod traffic across the whole cluster: a probe pod on every node (masters tolerate it),
+//! a listener in each that answers with the address it saw, then from every node's pod to
+//! every other node's pod, by pod IP and through a ClusterIP Service, the answer must be the
+//! client pod's own address (no NAT); and every node's host network reaches a pod on
+//! another node.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::{Check, CheckResult, Expect, Verdict, run_stage};
+use crate::cluster::commands::{ctr, kubectl};
+use crate::cluster::images::PAUSE;
+use crate::cluster::{Cluster, Node};
+use crate::connections::Connections;
+
+/// Label (`app=`) and name prefix of the probe pods and Services.
+const PROBE: &str = "kubeforge-probe";
+const PROBE_PORT: u16 = 9000;
+/// The probe Service of the n-th node has this offset, plus n, into the service range.
+const SERVICE_OFFSET: u32 = 210;
+/// How long a connection check may retry (a route or a rule settling).
+const WINDOW: u64 = 20;
+
+/// PID of a running task of pod `pod` on this node: a way into the pod's network namespace.
+pub(super) fn pod_pid(pod: &str) -> String {
+    format!(
+        "$({ctr} task ls | awk -v ids=\"$({ctr} containers ls -q 'labels.\"io.kubernetes.pod.name\"=={pod}' | tr '\\n' ' ')\" 'BEGIN {{ n = split(ids, a, \" \"); for (i = 1; i <= n; i++) want[a[i]] = 1 }} want[$1] && $3 == \"RUNNING\" {{ print $2; exit }}')",
+        ctr = ctr()
+    )
+}
+
+fn probe_name(node: &Node) -> String {
+    format!("{PROBE}-{}", node.name)
+}
+
+/// The probe pods (one per node, pinned by nodeSelector) and a Service for each.
+fn probe_objects(cluster: &Cluster, services: &[Ipv4Addr]) -> serde_json::Value {
+    let mut items = Vec::new();
+    for (node, ip) in cluster.nodes.iter().zip(services) {
+        let labels = serde_json::json!({ "app": PROBE, "node": node.name });
+        items.push(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": probe_name(node), "namespace": "default", "labels": labels },
+            "spec": {
+                "nodeSelector": { "kubernetes.io/hostname": node.name },
+                "tolerations": [{ "key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule" }],
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{ "name": "pause", "image": PAUSE, "imagePullPolicy": "Never" }],
+            },
+        }));
+        items.push(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": probe_name(node), "namespace": "default", "labels": { "app": PROBE } },
+            "spec": {
+                "clusterIP": ip.to_string(),
+                "selector": labels,
+                "ports": [{ "port": PROBE_PORT, "targetPort": PROBE_PORT }],
+            },
+        }));
+    }
+    serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}
+
+pub(super) async fn run(
+    cluster: &Cluster,
+    connections: &Connections,
+    report: &(dyn Fn(&CheckResult) + Sync),
+) -> Vec<CheckResult> {
+    let Some(master) = cluster.first_master() else {
+        return Vec::new();
+    };
+    let n = cluster.nodes.len();
+    let services: Option<Vec<Ipv4Addr>> = (0..n as u32)
+        .map(|i| cluster.settings.service_range.nth(SERVICE_OFFSET + i))
+        .collect();
+    if n < 2 {
+        return skip_all(
+            &["pod traffic between nodes"],
+            "fewer than two Kubernetes nodes: no traffic between nodes to check",
+            report,
+        );
+    }
+    let Some(services) = services else {
+        return skip_all(
+            &["pod traffic between nodes"],
+            &format!(
+                "the service range {} has no room for a probe Service per node (offsets {SERVICE_OFFSET}-{})",
+                cluster.settings.service_range,
+                SERVICE_OFFSET + n as u32 - 1
+            ),
+            report,
+        );
+    };
+    let mut results = run_stage(
+        vec![deploy(cluster, master, &services)],
+        connections,
+        report,
+    )
+    .await;
+    let pods = pod_addresses(cluster, &mut results[0]);
+    let Some(pods) = pods else {
+        results.extend(skip_all(
+            &["listeners and pod traffic"],
+            "the probe pods are not Running on every node",
+            report,
+        ));
+        results.extend(run_stage(vec![cleanup(master)], connections, report).await);
+        return results;
+    };
+    let listeners = cluster.nodes.iter().map(listener).collect();
+    results.extend(run_stage(listeners, connections, report).await);
+    results.extend(
+        run_stage(
+            connections_between(cluster, &pods, &services),
+            connections,
+            report,
+        )
+        .await,
+    );
+    results.extend(run_stage(vec![cleanup(master)], connections, report).await);
+    results
+}
+
+fn skip_all(
+    names: &[&str],
+    reason: &str,
+    report: &(dyn Fn(&CheckResult) + Sync),
+) -> Vec<CheckResult> {
+    names
+        .iter()
+        .map(|name| {
+            let result = CheckResult {
+                check: Check::skipped(*name, reason),
+                verdict: Verdict::Skipped,
+                seconds: 0.0,
+                detail: reason.to_string(),
+            };
+            report(&result);
+            result
+        })
+        .collect()
+}
+
+/// Applies the probe objects, waits for the pods to be Ready, prints `node=pod IP`.
+fn deploy(cluster: &Cluster, master: &Node, services: &[Ipv4Addr]) -> Check {
+    let k = kubectl();
+    let list = probe_objects(cluster, services);
+    Check::on(
+        &master.name,
+        format!("a probe pod Running on each of the {} nodes", cluster.nodes.len()),
+        format!(
+            "{k} delete pods,services -l app={PROBE} --ignore-not-found --wait=true --timeout=30s >/dev/null; echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod -l app={PROBE} --timeout=40s >/dev/null && {k} get pods -l app={PROBE} -o jsonpath='{{range .items[*]}}{{.spec.nodeName}}={{.status.podIP}}{{\"\\n\"}}{{end}}' | sort"
+        ),
+        Expect::Success,
+    )
+    .within(45)
+}
+
+/// Each node's probe pod address from the deploy check's output; the check fails unless
+/// every node has one, inside that node's pod CIDR.
+fn pod_addresses(
+    cluster: &Cluster,
+    deployed: &mut CheckResult,
+) -> Option<BTreeMap<String, Ipv4Addr>> {
+    if !deployed.passed() {
+        return None;
+    }
+    let seen: BTreeMap<String, Ipv4Addr> = deployed
+        .detail
+        .lines()
+        .filter_map(|l| {
+            let (node, ip) = l.split_once('=')?;
+            Some((node.to_string(), ip.parse().ok()?))
+        })
+        .collect();
+    let wrong: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| !seen.get(&n.name).is_some_and(|ip| n.pod_cidr.contains(*ip)))
+        .map(|n| format!("{} (pod CIDR {})", n.name, n.pod_cidr))
+        .collect();
+    if wrong.is_empty() {
+        return Some(seen);
+    }
+    deployed.verdict = Verdict::Failed;
+    deployed.detail = format!(
+        "no probe pod with an address of its node's pod CIDR on: {}; seen: {}",
+        wrong.join(", "),
+        deployed.detail
+    );
+    None
+}
+
+/// In the node's probe pod, a listener that answers each connection with the peer address
+/// it saw.
+fn listener(node: &Node) -> Check {
+    Check::on(
+        &node.name,
+        format!("listener in the probe pod on {}", node.name),
+        format!(
+            "pid={pid}; [ -n \"$pid\" ] || {{ echo 'the probe pod is not running here'; exit 1; }}; setsid timeout 90 nsenter -t \"$pid\" -n socat TCP-LISTEN:{PROBE_PORT},reuseaddr,fork SYSTEM:'echo $SOCAT_PEERADDR' </dev/null >/dev/null 2>&1 & sleep 1; echo listening",
+            pid = pod_pid(&probe_name(node))
+        ),
+        Expect::Output("listening".into()),
+    )
+    .within(10)
+}
+
+/// From `from`'s probe pod (or its host network), connect to `target` and print what the
+/// listener saw; the check expects the client's own address.
+fn connect(from: &Node, in_pod: bool, target: &str, name: String, expect: String) -> Check {
+    let (enter, mine) = if in_pod {
+        (
+            format!(
+                "pid={pid}; [ -n \"$pid\" ] || {{ echo 'the probe pod is not running here'; exit 1; }}; ",
+                pid = pod_pid(&probe_name(from))
+            ),
+            "nsenter -t \"$pid\" -n ",
+        )
+    } else {
+        (String::new(), "")
+    };
+    Check::on(
+        &from.name,
+        name,
+        format!(
+            "{enter}seen=$({mine}socat -T3 - TCP:{target}:{PROBE_PORT},connect-timeout=3 </dev/null 2>&1); echo \"$seen\""
+        ),
+        Expect::Output(expect),
+    )
+    .within(WINDOW)
+}
+
+/// Every ordered pair of nodes: by pod IP and through the target's Service; and each node's
+/// host network to the next node's pod.
+fn connections_between(
+    cluster: &Cluster,
+    pods: &BTreeMap<String, Ipv4Addr>,
+    services: &[Ipv4Addr],
+) -> Vec<Check> {
+    let nodes = &cluster.nodes;
+    let mut out = Vec::new();
+    for a in nodes {
+        let mine = pods[&a.name].to_string();
+        for (b, service) in nodes.iter().zip(services).filter(|(b, _)| b.name != a.name) {
+            out.push(connect(
+                a,
+                true,
+                &pods[&b.name].to_string(),
+                format!(
+                    "pod on {} reaches pod on {} by pod IP (no NAT)",
+                    a.name, b.name
+                ),
+                mine.clone(),
+            ));
+            out.push(connect(
+                a,
+                true,
+                &service.to_string(),
+                format!(
+                    "pod on {} reaches pod on {} through a ClusterIP Service (no NAT)",
+                    a.name, b.name
+                ),
+                mine.clone(),
+            ));
+        }
+    }
+    for (i, a) in nodes.iter().enumerate() {
+        let b = &nodes[(i + 1) % nodes.len()];
+        out.push(connect(
+            a,
+            false,
+            &pods[&b.name].to_string(),
+            format!("host network of {} reaches the pod on {}", a.name, b.name),
+            a.address.to_string(),
+        ));
+    }
+    out
+}
+
+fn cleanup(master: &Node) -> Check {
+    Check::on(
+        &master.name,
+        "probe pods and Services deleted",
+        format!(
+            "{} delete pods,services -l app={PROBE} --wait=false >/dev/null && echo deleted",
+            kubectl()
+        ),
+        Expect::Output("deleted".into()),
+    )
+    .within(10)
+}
