@@ -62,3 +62,21 @@ fn unknown_tag_is_refused_before_anything_runs() {
         "{err}"
     );
 }
+
+#[test]
+fn a_broken_rule_exits_2_and_creates_nothing() {
+    // Workers without a master: their kubelets would find no API server after converge.
+    let dir = project_with(
+        "platforms:\n  - name: etcd-01\n    groups: [etcd]\n  - name: kube-worker-01\n    groups: [kube-worker]\n",
+    );
+    for command in ["create", "test", "syntax", "destroy"] {
+        let out = kubeforge(dir.path(), &[command, "bad"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("scenarios/bad/scenario.yml:5:13: platform 'kube-worker-01' is a kube-worker but no host is in group 'kube-master'"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("state").exists());
+}

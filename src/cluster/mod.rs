@@ -274,13 +274,17 @@ mod tests {
 
     #[test]
     fn layouts_that_cannot_work_are_refused() {
-        let s = scenario(&format!("{DEFAULT}cluster: {{pod_network: 10.2.0.0/23}}\n"));
+        // Scenario files with these layouts are refused at load (scenario::rules); a
+        // scenario changed in code after loading still meets these checks.
+        let mut s = scenario(DEFAULT);
+        s.cluster.pod_network = "10.2.0.0/23".parse().unwrap();
         let e = Cluster::derive(&s, &Inventory::planned(&s)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "cluster.pod_network 10.2.0.0/23 holds 2 /24 node networks, the scenario has 3 Kubernetes nodes"
         );
-        let s = scenario(&DEFAULT.replace("[kube-master]", "[kube-worker]"));
+        let mut s = scenario(DEFAULT);
+        s.platforms[1].groups = vec![Group::KubeWorker];
         let e = Cluster::derive(&s, &Inventory::planned(&s)).unwrap_err();
         assert!(matches!(e, ClusterError::NoMaster), "{e}");
         let s = scenario("platforms:\n  - {name: etcd-01, groups: [etcd]}\n");
