@@ -3,8 +3,10 @@
 //! Parsing is strict (unknown keys, wrong types and duplicated keys are errors), and the
 //! rules a scenario must follow beyond its types ([`rules`]) are checked at load too: every
 //! error carries the file, line and column, so a mistake never turns into a half-created
-//! cluster. The settings' types live in [`settings`].
+//! cluster. The settings' types live in [`settings`]; the check against the artifacts that
+//! would install the scenario in [`bundle`].
 
+mod bundle;
 mod located;
 mod rules;
 mod settings;

@@ -1,5 +1,7 @@
 //! Where the artifacts come from (`artifacts:`): downloads need pins to check them against,
 //! pins mean nothing without a download URL, and the URL is one the downloader can fetch.
+//! Whether the bundle or the pins hold what the scenario needs is checked where they are
+//! read ([`Scenario::check_artifacts`]).
 
 use super::Refusal;
 use crate::scenario::Scenario;

@@ -1,6 +1,7 @@
 //! The Kubernetes version's form: the bundle, the component images
 //! (`kubeforge.local/kube-apiserver:<version>`) and the templates' flags by minor release are
-//! all chosen by it.
+//! all chosen by it. Whether the bundle holds it is checked where the bundle is known
+//! ([`Scenario::check_bundle`]).
 
 use super::Refusal;
 use crate::scenario::Scenario;
