@@ -42,6 +42,15 @@ fn existing(s: &Scenario) -> Result<(), Refusal> {
     let mut seen: HashMap<IpAddr, &str> = HashMap::new();
     for (i, p) in s.platforms.iter().enumerate() {
         let at = format!("platforms.{i}.address");
+        if let Some(octet) = p.address_octet {
+            return Err(Refusal::new(
+                format!("platforms.{i}.address_octet"),
+                format!(
+                    "platform '{}': address_octet {octet} means nothing to driver 'existing', which reaches the host at its address",
+                    p.name
+                ),
+            ));
+        }
         let Some(address) = p.address else {
             return Err(Refusal::new(
                 format!("platforms.{i}.name"),
@@ -74,7 +83,7 @@ fn existing(s: &Scenario) -> Result<(), Refusal> {
 }
 
 /// Hosts the driver makes get `<network>.<octet>`: 2-254 (the network, gateway and
-/// broadcast addresses are taken), each octet once.
+/// broadcast addresses are taken), each octet once; an `address` would be ignored.
 fn address_plan(s: &Scenario) -> Result<(), Refusal> {
     let mut octets = HashMap::new();
     for (i, (p, octet)) in s.platforms.iter().zip(s.address_octets()).enumerate() {
@@ -82,6 +91,15 @@ fn address_plan(s: &Scenario) -> Result<(), Refusal> {
             Refusal::new(format!("platforms.{i}.address_octet"), message)
                 .or_at(format!("platforms.{i}.name"))
         };
+        if let Some(address) = p.address {
+            return Err(Refusal::new(
+                format!("platforms.{i}.address"),
+                format!(
+                    "platform '{}': address {address} is for driver 'existing' only; this driver gives the host octet {octet} of its network (address_octet chooses it)",
+                    p.name
+                ),
+            ));
+        }
         if !(2..=254).contains(&octet) {
             return Err(refuse(format!(
                 "platform '{}': address octet {octet} is outside 2-254",
@@ -200,6 +218,8 @@ mod tests {
         assert!(e.contains(":6:20:"), "{e}");
         let text = SEEDS.replace("groups: [etcd]", "groups: [etcd]\n    address_octet: 255");
         refused(&text, 4, "address octet 255 is outside 2-254");
+        let text = SEEDS.replace("groups: [etcd]", "groups: [etcd]\n    address: 10.0.0.5");
+        refused(&text, 4, "address 10.0.0.5 is for driver 'existing' only");
     }
 
     #[test]
@@ -215,6 +235,11 @@ mod tests {
             )
         };
         accepted(&text("192.168.5.10", "192.168.5.11"));
+        refused(
+            &text("192.168.5.10, address_octet: 7", "192.168.5.11"),
+            4,
+            "address_octet 7 means nothing to driver 'existing'",
+        );
         refused(
             &text("192.168.5.10", "192.168.5.10"),
             5,
