@@ -139,7 +139,9 @@ impl Scenario {
             sequence: file.sequence,
             locations: Locations::of(text),
         };
-        rules::check(&scenario).map_err(|r| scenario.refused(r))?;
+        rules::check(&scenario)
+            .and_then(|()| rules::workloads_have_a_cluster(&scenario, file.workloads.len()))
+            .map_err(|r| scenario.refused(r))?;
         scenario.workloads = scenario.read_workloads(&file.workloads)?;
         Ok(scenario)
     }

@@ -89,6 +89,22 @@ fn membership(s: &Scenario) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The scenario's own manifests are applied through the API server after the cluster is
+/// up; a scenario without Kubernetes nodes would skip them without a word.
+pub(crate) fn workloads_have_a_cluster(s: &Scenario, workloads: usize) -> Result<(), Refusal> {
+    let has_nodes = s
+        .platforms
+        .iter()
+        .any(|p| p.in_group(Group::KubeMaster) || p.in_group(Group::KubeWorker));
+    if workloads > 0 && !has_nodes {
+        return Err(Refusal::new(
+            "workloads",
+            "workloads: the scenario has no Kubernetes nodes to apply them to; converge would skip them",
+        ));
+    }
+    Ok(())
+}
+
 /// RFC 1123 label in lowercase: what Kubernetes requires of names that are DNS labels.
 pub(super) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -145,6 +161,15 @@ mod tests {
         // is etcd alone.
         accepted(&SEEDS.replace("[kube-worker]", "[kube-master]"));
         accepted("platforms:\n  - {name: etcd-01, groups: [etcd]}\n");
+    }
+
+    #[test]
+    fn workloads_need_kubernetes_nodes() {
+        refused(
+            "platforms:\n  - {name: etcd-01, groups: [etcd]}\nworkloads:\n  - app.yaml\n",
+            4,
+            "workloads: the scenario has no Kubernetes nodes to apply them to",
+        );
     }
 
     #[test]

@@ -60,6 +60,8 @@ const RULES: &[Rule] = &[
     artifacts::check,
 ];
 
+pub(crate) use groups::workloads_have_a_cluster;
+
 /// The first rule `scenario` breaks.
 pub(crate) fn check(scenario: &Scenario) -> Result<(), Refusal> {
     RULES.iter().try_for_each(|rule| rule(scenario))
