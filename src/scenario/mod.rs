@@ -1,10 +1,10 @@
 //! The scenario file: `scenarios/<name>/scenario.yml`, parsed into a typed [`Scenario`].
 //!
 //! Parsing is strict (unknown keys, wrong types and duplicated keys are errors), and the
-//! rules a scenario must follow beyond its types ([`rules`]) are checked at load too: every
+//! rules a scenario must follow beyond its types (`rules/`) are checked at load too: every
 //! error carries the file, line and column, so a mistake never turns into a half-created
-//! cluster. The settings' types live in [`settings`]; the check against the artifacts that
-//! would install the scenario in [`bundle`].
+//! cluster. The settings' types live in `settings.rs`; the check against the artifacts that
+//! would install the scenario ([`Scenario::check_artifacts`]) in `bundle.rs`.
 
 mod bundle;
 mod located;
