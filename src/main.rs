@@ -121,6 +121,20 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Commands that make or install hosts first check that the artifacts hold what the
+    // scenario asks for: a wrong bundle is exit 2 too, before any host exists.
+    let installs = matches!(
+        cli.command,
+        Command::Create { .. }
+            | Command::Converge { .. }
+            | Command::Idempotence { .. }
+            | Command::Drift { .. }
+            | Command::Test { .. }
+    );
+    if installs && let Err(e) = scenario.check_artifacts() {
+        log.error(e.to_string());
+        return ExitCode::from(2);
+    }
     let mut runner = match Runner::new(&root, scenario, log.clone()) {
         Ok(r) => r,
         Err(e) => {

@@ -8,8 +8,18 @@ fn kubeforge(project: &std::path::Path, args: &[&str]) -> std::process::Output {
         .arg(project)
         .args(args)
         .env("KUBEFORGE_STATE_DIR", project.join("state"))
+        // A bundle of the test's own, so no machine's bundle decides an outcome.
+        .env("KUBEFORGE_CACHE_DIR", project.join("cache"))
         .output()
         .expect("run kubeforge")
+}
+
+/// A bundle manifest for `version` in the project's cache, holding nothing else.
+fn bundle_for(project: &std::path::Path, version: &str) {
+    let dir = project.join("cache/bundle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = format!("{{\"kubernetes_version\": \"{version}\", \"artifacts\": []}}");
+    std::fs::write(dir.join("manifest.json"), manifest).unwrap();
 }
 
 fn project_with(scenario: &str) -> tempfile::TempDir {
@@ -54,6 +64,7 @@ fn wrong_type_and_unknown_scenario_are_clear() {
 #[test]
 fn unknown_tag_is_refused_before_anything_runs() {
     let dir = project_with("platforms:\n  - name: etcd-01\n    groups: [etcd]\n");
+    bundle_for(dir.path(), "v1.20.2");
     let out = kubeforge(dir.path(), &["converge", "bad", "--tags", "etcdd"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -61,4 +72,48 @@ fn unknown_tag_is_refused_before_anything_runs() {
         err.contains("unknown tag 'etcdd'") && err.contains("etcd"),
         "{err}"
     );
+}
+
+#[test]
+fn a_broken_rule_exits_2_and_creates_nothing() {
+    // Workers without a master: their kubelets would find no API server after converge.
+    let dir = project_with(
+        "platforms:\n  - name: etcd-01\n    groups: [etcd]\n  - name: kube-worker-01\n    groups: [kube-worker]\n",
+    );
+    bundle_for(dir.path(), "v1.20.2");
+    for command in ["create", "test", "syntax", "destroy"] {
+        let out = kubeforge(dir.path(), &[command, "bad"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("scenarios/bad/scenario.yml:5:13: platform 'kube-worker-01' is a kube-worker but no host is in group 'kube-master'"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn a_version_the_bundle_does_not_hold_exits_2_before_create() {
+    let dir = project_with(
+        "platforms:\n  - name: etcd-01\n    groups: [etcd]\ncluster:\n  kubernetes_version: v1.31.4\n",
+    );
+    let out = kubeforge(dir.path(), &["create", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scenario.yml:5:23: cluster.kubernetes_version v1.31.4:")
+            && err.contains("no artifacts bundle"),
+        "{err}"
+    );
+    bundle_for(dir.path(), "v1.20.2");
+    let out = kubeforge(dir.path(), &["test", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scenario.yml:5:23: cluster.kubernetes_version v1.31.4 is not what the artifacts bundle at")
+            && err.contains("holds (Kubernetes v1.20.2)"),
+        "{err}"
+    );
+    assert!(!dir.path().join("state").exists());
 }

@@ -21,6 +21,22 @@ use crate::scenario::{ClusterSettings, Group, PodNetwork, Scenario};
 
 /// Prefix length of each node's pod CIDR.
 pub const NODE_CIDR_PREFIX: u8 = 24;
+/// Offsets into the service range of the fixed ClusterIPs verify gives the guestbook's
+/// leader, follower and frontend Services (there is no cluster DNS: pods are told these
+/// addresses).
+pub const GUESTBOOK_SERVICE_OFFSETS: [u32; 3] = [201, 202, 203];
+/// Offset of the probe Service of the first Kubernetes node; the n-th node's is n further.
+pub const PROBE_SERVICE_OFFSET: u32 = 210;
+
+/// Every offset into the service range verify gives a Service of its own, for a cluster
+/// of `nodes` Kubernetes nodes: no other Service (the DNS one) may take these addresses.
+pub fn verify_service_offsets(nodes: usize) -> Vec<u32> {
+    GUESTBOOK_SERVICE_OFFSETS
+        .into_iter()
+        .chain((0..nodes as u32).map(|i| PROBE_SERVICE_OFFSET + i))
+        .collect()
+}
+
 /// The etcd member's unit on every etcd host.
 pub const ETCD_UNIT: &str = "etcd-member.service";
 /// The seeds' flannel network configuration key (their etcd smoke test looks for it).
@@ -276,13 +292,17 @@ mod tests {
 
     #[test]
     fn layouts_that_cannot_work_are_refused() {
-        let s = scenario(&format!("{DEFAULT}cluster: {{pod_network: 10.2.0.0/23}}\n"));
+        // Scenario files with these layouts are refused at load (scenario::rules); a
+        // scenario changed in code after loading still meets these checks.
+        let mut s = scenario(DEFAULT);
+        s.cluster.pod_network = "10.2.0.0/23".parse().unwrap();
         let e = Cluster::derive(&s, &Inventory::planned(&s)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "cluster.pod_network 10.2.0.0/23 holds 2 /24 node networks, the scenario has 3 Kubernetes nodes"
         );
-        let s = scenario(&DEFAULT.replace("[kube-master]", "[kube-worker]"));
+        let mut s = scenario(DEFAULT);
+        s.platforms[1].groups = vec![Group::KubeWorker];
         let e = Cluster::derive(&s, &Inventory::planned(&s)).unwrap_err();
         assert!(matches!(e, ClusterError::NoMaster), "{e}");
         let s = scenario("platforms:\n  - {name: etcd-01, groups: [etcd]}\n");

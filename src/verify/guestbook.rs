@@ -7,13 +7,10 @@ use super::traffic::pod_pid;
 use super::{Check, Expect};
 use crate::cluster::commands::kubectl;
 use crate::cluster::images::{GUESTBOOK_FRONTEND, REDIS};
-use crate::cluster::{Cluster, Node};
+use crate::cluster::{Cluster, GUESTBOOK_SERVICE_OFFSETS, Node};
 
 /// Label (`app=`) and name prefix of every object of the guestbook check.
 const GUESTBOOK: &str = "kubeforge-guestbook";
-/// Fixed ClusterIPs (offsets into the service range) of the redis-leader, redis-follower
-/// and frontend Services: without cluster DNS the pods are told these addresses.
-const GUESTBOOK_SERVICE_OFFSETS: [u32; 3] = [201, 202, 203];
 
 /// The guestbook's checks in stages (each depends on the one before); skipped with the
 /// reason when the cluster has fewer than two workers or too small a service range.

@@ -10,14 +10,12 @@ use std::net::Ipv4Addr;
 use super::{Check, CheckResult, Expect, Verdict, run_stage};
 use crate::cluster::commands::{ctr, kubectl};
 use crate::cluster::images::PAUSE;
-use crate::cluster::{Cluster, Node};
+use crate::cluster::{Cluster, Node, PROBE_SERVICE_OFFSET as SERVICE_OFFSET};
 use crate::connections::Connections;
 
 /// Label (`app=`) and name prefix of the probe pods and Services.
 const PROBE: &str = "kubeforge-probe";
 const PROBE_PORT: u16 = 9000;
-/// The probe Service of the n-th node has this offset, plus n, into the service range.
-const SERVICE_OFFSET: u32 = 210;
 /// How long a connection check may retry (a route or a rule settling).
 const WINDOW: u64 = 20;
 
