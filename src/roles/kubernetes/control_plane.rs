@@ -1,7 +1,7 @@
 //! The static pods the kubelet runs from its manifests directory: kube-proxy on every node,
 //! kube-apiserver, kube-controller-manager and kube-scheduler on masters. Each manifest
-//! carries a digest of the tasks whose files the component reads, so the kubelet recreates
-//! the pod when one of them changes.
+//! carries a digest of the tasks whose files the component reads and of the image it runs
+//! (a rebuilt image keeps its tag), so the kubelet recreates the pod when one changes.
 
 use serde_json::{Value, json};
 
@@ -14,6 +14,7 @@ use crate::cluster::commands::ctr;
 use crate::cluster::paths::MANIFESTS_DIR;
 use crate::cluster::{ETCD_UNIT, Node};
 use crate::engine::{Resource, Task};
+use crate::files::sha256_hex;
 use crate::roles::builders::{directory, inputs_digest, task};
 use crate::roles::{InstallContext, RoleError};
 
@@ -57,7 +58,10 @@ pub(super) fn static_pods(
     }
     let mut pods = vec![directory(MANIFESTS_DIR, 0o755)];
     for c in components {
-        pods.push(manifest(ctx, base, &c, inputs_digest(earlier, c.inputs)?)?);
+        let image = ctx.cluster.component_image(c.name);
+        let (_, artifact) = ctx.bundle.get(&format!("image:{image}"))?;
+        let inputs = format!("{}{}", inputs_digest(earlier, c.inputs)?, artifact.sha256);
+        pods.push(manifest(ctx, base, &c, sha256_hex(inputs.as_bytes()))?);
     }
     if node.master {
         pods.push(apiserver_restart_after_etcd());
@@ -99,4 +103,83 @@ fn manifest(
         &t,
         0o644,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::artifacts::Bundle;
+    use crate::engine::Resource;
+    use crate::roles::test_support::{bundle, with_context};
+    use crate::roles::{InstallContext, plan};
+
+    const APISERVER: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+    const SCHEDULER: &str = "/etc/kubernetes/manifests/kube-scheduler.yaml";
+
+    /// The bundle the kubernetes role needs, the kube-apiserver image's sha256 made of `c`.
+    fn images(c: &str) -> Bundle {
+        let names: Vec<String> = [
+            "kubelet",
+            "kubectl",
+            "image:kubeforge.local/kube-proxy:v1.20.2",
+            "image:kubeforge.local/kube-apiserver:v1.20.2",
+            "image:kubeforge.local/kube-controller-manager:v1.20.2",
+            "image:kubeforge.local/kube-scheduler:v1.20.2",
+            "image:kubeforge.local/redis:7",
+            "image:kubeforge.local/guestbook-frontend:v1",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut b = bundle(&names);
+        for a in b
+            .artifacts
+            .iter_mut()
+            .filter(|a| a.name.contains("kube-apiserver"))
+        {
+            a.sha256 = c.repeat(64);
+        }
+        b
+    }
+
+    /// The contents of the static pod manifests the plan writes, in order.
+    fn manifests(ctx: &InstallContext) -> Vec<(String, Vec<u8>)> {
+        plan(ctx, &["kubernetes".to_string()])
+            .unwrap()
+            .phases
+            .iter()
+            .flat_map(|ph| &ph.hosts)
+            .flat_map(|h| &h.tasks)
+            .flat_map(|t| &t.resources)
+            .filter_map(|r| match r {
+                Resource::File { path, content, .. }
+                    if [APISERVER, SCHEDULER].contains(&path.as_str()) =>
+                {
+                    Some((path.clone(), content.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A rebuilt image under the same tag recreates only the pod that runs it.
+    #[test]
+    fn a_static_pod_follows_its_image() {
+        let (one, two) = (images("1"), images("2"));
+        let (before, after) = with_context("scenarios/default/scenario.yml", &one, |ctx| {
+            let rebuilt = InstallContext {
+                bundle: &two,
+                cluster: ctx.cluster,
+                workloads: ctx.workloads,
+                pki: ctx.pki,
+                templates: ctx.templates,
+            };
+            (manifests(ctx), manifests(&rebuilt))
+        });
+        let changed: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b != a)
+            .map(|(b, _)| b.0.as_str())
+            .collect();
+        assert_eq!(changed, [APISERVER]);
+    }
 }
