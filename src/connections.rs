@@ -94,6 +94,15 @@ impl Connections {
             })
     }
 
+    /// Drops the sessions to `hosts` (gone, or back with another connection to open).
+    pub async fn forget(&mut self, hosts: &[String]) {
+        for host in hosts {
+            if let Some(s) = self.sessions.remove(host) {
+                s.close().await;
+            }
+        }
+    }
+
     /// Closes every session (before the hosts go away).
     pub async fn close_all(&mut self) {
         for (_, s) in std::mem::take(&mut self.sessions) {

@@ -53,6 +53,8 @@ enum Command {
     Idempotence { scenario: String },
     /// Hand changes on the converged cluster that converge must find and repair.
     Drift { scenario: String },
+    /// The scenario's faults: each made, served under, undone and converged.
+    SideEffect { scenario: String },
     /// Run the smoke tests against the live cluster.
     Verify { scenario: String },
     /// Remove every host, network and volume of the scenario.
@@ -107,6 +109,7 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Converge { scenario, .. }
         | Command::Idempotence { scenario }
         | Command::Drift { scenario }
+        | Command::SideEffect { scenario }
         | Command::Verify { scenario }
         | Command::Destroy { scenario }
         | Command::Test { scenario, .. }
@@ -129,6 +132,7 @@ async fn run(cli: Cli) -> ExitCode {
             | Command::Converge { .. }
             | Command::Idempotence { .. }
             | Command::Drift { .. }
+            | Command::SideEffect { .. }
             | Command::Test { .. }
     );
     if installs && let Err(e) = scenario.check_artifacts() {
@@ -146,62 +150,26 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Create { .. } => runner.run_step(Step::Create).await,
         Command::Syntax { .. } => runner.run_step(Step::Syntax).await,
         Command::Converge { check, tags, .. } => {
-            if let Some(bad) = tags
-                .iter()
-                .find(|t| *t != "test" && !kubeforge::roles::ROLES.contains(&t.as_str()))
-            {
-                log.error(format!(
-                    "unknown tag '{bad}' (tags: {}, test)",
-                    kubeforge::roles::ROLES.join(", ")
-                ));
-                return ExitCode::from(2);
-            }
-            // `--tags test` is the seeds' `make smoketest`: only the smoke tests run.
-            if tags.iter().any(|t| t == "test") {
-                let ok = runner.run_step(Step::Verify).await;
-                write_junit(&runner, cli.junit.as_deref(), &log);
-                print_summary(&log, &runner.report);
-                return if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                };
-            }
-            runner.tags = tags;
-            if check {
-                match runner.check().await {
-                    Ok(_) => true,
-                    Err(e) => {
-                        log.error(e.to_string());
-                        false
-                    }
+            match converge(&mut runner, check, tags, &log).await {
+                Ok(ok) => ok,
+                Err(code) => {
+                    write_junit(&runner, cli.junit.as_deref(), &log);
+                    return code;
                 }
-            } else {
-                runner.run_step(Step::Converge).await
             }
         }
         Command::Idempotence { .. } => runner.run_step(Step::Idempotence).await,
         Command::Drift { .. } => runner.run_step(Step::Drift).await,
+        Command::SideEffect { .. } => runner.run_step(Step::SideEffect).await,
         Command::Verify { .. } => runner.run_step(Step::Verify).await,
         Command::Destroy { .. } => runner.run_step(Step::Destroy).await,
-        Command::Test { destroy, .. } => {
-            let steps = runner.scenario().sequence.clone();
-            let outcome = tokio::select! {
-                ok = runner.sequence(&steps, destroy) => Some(ok),
-                _ = tokio::signal::ctrl_c() => None,
-            };
-            match outcome {
-                Some(ok) => ok,
-                None => {
-                    log.warn("interrupted");
-                    if destroy != DestroyPolicy::Never {
-                        runner.run_step(Step::Destroy).await;
-                    }
-                    write_junit(&runner, cli.junit.as_deref(), &log);
-                    return ExitCode::from(130);
-                }
+        Command::Test { destroy, .. } => match test(&mut runner, destroy, &log).await {
+            Some(ok) => ok,
+            None => {
+                write_junit(&runner, cli.junit.as_deref(), &log);
+                return ExitCode::from(130);
             }
-        }
+        },
         Command::Login { host, .. } => return login(&runner, &host, &log),
         Command::Kubectl { args, .. } => return kubectl(&runner, &args, &log),
         Command::List => unreachable!("handled above"),
@@ -215,6 +183,63 @@ async fn run(cli: Cli) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `converge`: with `--check` the plan only; `--tags test` runs the smoke tests instead (the
+/// seeds' `make smoketest`). `Err` is an exit code to return at once.
+async fn converge(
+    runner: &mut Runner,
+    check: bool,
+    tags: Vec<String>,
+    log: &Logger,
+) -> Result<bool, ExitCode> {
+    if let Some(bad) = tags
+        .iter()
+        .find(|t| *t != "test" && !kubeforge::roles::ROLES.contains(&t.as_str()))
+    {
+        log.error(format!(
+            "unknown tag '{bad}' (tags: {}, test)",
+            kubeforge::roles::ROLES.join(", ")
+        ));
+        return Err(ExitCode::from(2));
+    }
+    if tags.iter().any(|t| t == "test") {
+        let ok = runner.run_step(Step::Verify).await;
+        print_summary(log, &runner.report);
+        return Err(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    runner.tags = tags;
+    if !check {
+        return Ok(runner.run_step(Step::Converge).await);
+    }
+    match runner.check().await {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            log.error(e.to_string());
+            Ok(false)
+        }
+    }
+}
+
+/// `test`: the whole sequence; `None` when Ctrl-C stopped it (the hosts are destroyed
+/// unless the policy keeps them).
+async fn test(runner: &mut Runner, destroy: DestroyPolicy, log: &Logger) -> Option<bool> {
+    let steps = runner.scenario().sequence.clone();
+    let outcome = tokio::select! {
+        ok = runner.sequence(&steps, destroy) => Some(ok),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if outcome.is_none() {
+        log.warn("interrupted");
+        if destroy != DestroyPolicy::Never {
+            runner.run_step(Step::Destroy).await;
+        }
+    }
+    outcome
 }
 
 fn write_junit(runner: &Runner, path: Option<&Path>, log: &Logger) {

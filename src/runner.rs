@@ -153,6 +153,7 @@ impl Runner {
             }
             Step::Idempotence => (&steps::idempotence::run(ws, state, conns).await?).into(),
             Step::Drift => (&steps::drift::run(ws, state, conns).await?).into(),
+            Step::SideEffect => (&steps::side_effect::run(ws, state, conns).await?).into(),
             Step::Verify => (&steps::verify::run(ws, state, conns).await?).into(),
             Step::Destroy => (&steps::destroy::run(ws, state, conns).await?).into(),
         })

@@ -42,6 +42,7 @@ const BUNDLE: &[&str] = &[
     "image:kubeforge.local/pause:3.4",
     "image:kubeforge.local/redis:7",
     "image:kubeforge.local/guestbook-frontend:v1",
+    "image:kubeforge.local/haproxy:2.6",
     // The flannel + Calico network (fixtures/flannel-calico.yml).
     "flanneld",
     "flannel",

@@ -99,9 +99,8 @@ pub struct Cluster {
     pub etcd_endpoints: String,
     /// Kubernetes nodes in inventory order; the n-th has the n-th /24 of the pod network.
     pub nodes: Vec<Node>,
-    /// Where every kubelet, kube-proxy and kubectl reaches the API: the first master.
-    /// `None` for scenarios without Kubernetes nodes.
-    pub apiserver_url: Option<String>,
+    /// How the API is reached; `None` for scenarios without Kubernetes nodes.
+    pub api: Option<Api>,
     /// The `kubernetes` Service's ClusterIP: the first address of the service range (a name
     /// in the API server certificate).
     pub kubernetes_service_ip: Ipv4Addr,
@@ -130,8 +129,8 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let nodes = node_networks(settings.pod_network, inventory)?;
-        let apiserver_url = match nodes.iter().find(|n| n.master) {
-            Some(m) => Some(format!("https://{}:{}", m.address, settings.apiserver_port)),
+        let api = match nodes.iter().find(|n| n.master) {
+            Some(_) => Some(Api::for_nodes(&nodes, settings.apiserver_port)),
             None if nodes.is_empty() => None,
             None => return Err(ClusterError::NoMaster),
         };
@@ -158,7 +157,7 @@ impl Cluster {
             etcd,
             etcd_endpoints,
             nodes,
-            apiserver_url,
+            api,
             kubernetes_service_ip,
             network_config,
             settings,
@@ -178,17 +177,87 @@ impl Cluster {
         self.masters().next()
     }
 
-    /// The API server URL; only asked for by roles that run on Kubernetes nodes, which
+    /// How the API is reached; only asked for by roles that run on Kubernetes nodes, which
     /// exist only together with a master (checked by [`Cluster::derive`]).
-    pub fn apiserver_url(&self) -> &str {
-        self.apiserver_url
-            .as_deref()
+    pub fn api(&self) -> &Api {
+        self.api
+            .as_ref()
             .expect("a cluster with Kubernetes nodes has a master")
+    }
+
+    /// Where every client on a node reaches the API (see [`Api::node_url`]).
+    pub fn apiserver_url(&self) -> &str {
+        &self.api().node_url
     }
 
     /// The image of a Kubernetes component at the scenario's version.
     pub fn component_image(&self, component: &str) -> String {
         images::component(component, &self.settings.kubernetes_version)
+    }
+}
+
+/// Port of the API servers' load balancer on every node of a cluster with several masters.
+pub const API_LOAD_BALANCER_PORT: u16 = 8443;
+
+/// How the API is reached.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Where every client on a node (kubelets, kube-proxy, controller-manager, scheduler,
+    /// kubectl on the masters) reaches the API: the one master's API server, or with several
+    /// masters the node's own load balancer (`https://127.0.0.1:8443`).
+    pub node_url: String,
+    /// Where the control machine's kubectl reaches it: the one master, or a worker's load
+    /// balancer (workers stay when masters are taken away).
+    pub control_url: String,
+    /// The load balancer on every node in front of every API server; `None` with one master.
+    pub load_balancer: Option<LoadBalancer>,
+}
+
+/// HAProxy on every Kubernetes node, passing TCP through to every master's API server
+/// (TLS ends at the API server, whose certificate names every address a client uses).
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadBalancer {
+    pub port: u16,
+    /// Every master's API server.
+    pub backends: Vec<Backend>,
+}
+
+/// One API server behind the load balancer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backend {
+    /// The master's name.
+    pub name: String,
+    /// `address:port` of its API server.
+    pub address: String,
+}
+
+impl Api {
+    fn for_nodes(nodes: &[Node], apiserver_port: u16) -> Api {
+        let masters: Vec<&Node> = nodes.iter().filter(|n| n.master).collect();
+        if masters.len() == 1 {
+            let url = format!("https://{}:{apiserver_port}", masters[0].address);
+            return Api {
+                node_url: url.clone(),
+                control_url: url,
+                load_balancer: None,
+            };
+        }
+        let port = API_LOAD_BALANCER_PORT;
+        let entry = nodes.iter().find(|n| !n.master).unwrap_or(masters[0]);
+        Api {
+            node_url: format!("https://127.0.0.1:{port}"),
+            control_url: format!("https://{}:{port}", entry.address),
+            load_balancer: Some(LoadBalancer {
+                port,
+                backends: masters
+                    .iter()
+                    .map(|m| Backend {
+                        name: m.name.clone(),
+                        address: format!("{}:{apiserver_port}", m.address),
+                    })
+                    .collect(),
+            }),
+        }
     }
 }
 
@@ -307,7 +376,7 @@ mod tests {
         assert!(matches!(e, ClusterError::NoMaster), "{e}");
         let s = scenario("platforms:\n  - {name: etcd-01, groups: [etcd]}\n");
         let c = Cluster::derive(&s, &Inventory::planned(&s)).unwrap();
-        assert!(c.nodes.is_empty() && c.apiserver_url.is_none());
+        assert!(c.nodes.is_empty() && c.api.is_none());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub const API_MANIFESTS_DIR: &str = "/etc/kubernetes/addons";
 /// Cluster-admin kubeconfig on each master (certificates embedded), for verify and humans.
 pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.kubeconfig";
 pub const KUBELET_DIR: &str = "/var/lib/kubelet";
+/// The API load balancer's configuration (mounted into its static pod).
+pub const LB_DIR: &str = "/etc/kubernetes/kube-lb";
 /// Where the bundle's images keep their binaries (kube-proxy's also carries iptables-nft
 /// and conntrack, the same backend the node's kubelet uses).
 pub const IMAGE_BIN_DIR: &str = "/usr/local/bin";

@@ -266,6 +266,27 @@ pub async fn heal(
         .collect())
 }
 
+/// Makes a fault happen to `host` (the `side_effect` step); only Podman hosts take faults
+/// (the scenario's rules refuse faults on other drivers).
+pub async fn hit(
+    ctx: &DriverContext<'_>,
+    host: &Host,
+    action: crate::scenario::FaultAction,
+) -> Result<(), DriverError> {
+    podman::faults::hit(ctx.instance, &host.name, action).await?;
+    Ok(())
+}
+
+/// Undoes a fault on `host`; a replaced host comes back through [`heal`].
+pub async fn undo(
+    ctx: &DriverContext<'_>,
+    host: &Host,
+    action: crate::scenario::FaultAction,
+) -> Result<(), DriverError> {
+    podman::faults::undo(ctx.instance, &host.name, host.address, action).await?;
+    Ok(())
+}
+
 /// Creates every host of the scenario; `authorized_keys` is the scenario's public key.
 /// Returns the inventory and the name of the network created for it.
 pub async fn create(

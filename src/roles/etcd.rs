@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use super::builders::{cert_files, directory, service, task};
 use super::{InstallContext, RoleError, phase};
+use crate::cluster::Cluster;
 use crate::cluster::commands::etcdctl;
 use crate::cluster::paths::{BIN_DIR, ETCD_DATA_DIR, ETCD_SSL_DIR, unit_file};
 use crate::cluster::{ETCD_UNIT as UNIT, Member, NETWORK_KEY};
-use crate::engine::{Phase, ReadyCheck, Resource};
+use crate::engine::{Guard, Phase, ReadyCheck, Resource};
 use crate::pki;
 use crate::scenario::EtcdSettings;
 
@@ -26,6 +27,40 @@ struct EtcdTemplate<'a> {
     members: &'a [Member],
     etcd: &'a EtcdSettings,
 }
+
+/// A member with no data on a cluster that runs without it (its host was replaced: a new
+/// disk) joins as a new member: etcd's remove/add flow through the other members, then a
+/// first start as part of the existing cluster (a drop-in under /run, gone at reboot; etcd
+/// ignores it once it has data). On a cluster being bootstrapped (no network key written
+/// yet) and on a member with data it does nothing.
+fn rejoin(cluster: &Cluster, member: &Member) -> Resource {
+    let peers: Vec<String> = cluster
+        .etcd
+        .iter()
+        .filter(|m| m.name != member.name)
+        .map(|m| m.client_url(cluster.settings.etcd.client_port))
+        .collect();
+    let peer_url = format!(
+        "https://{}:{}",
+        member.address, cluster.settings.etcd.peer_port
+    );
+    let e = etcdctl(&peers.join(","));
+    let name = &member.name;
+    Resource::Command {
+        name: format!("{name} joins the running cluster as a new member"),
+        command: format!(
+            "[ -n \"$({e} get --print-value-only {NETWORK_KEY} 2>/dev/null)\" ] || exit 0; \
+             id=$({e} member list | awk -F', ' -v n={name} -v p={peer_url} '$3 == n || $4 == p {{ print $1 }}'); \
+             if [ -n \"$id\" ]; then {e} member remove \"$id\" >/dev/null; fi; \
+             {e} member add {name} --peer-urls={peer_url} >/dev/null; \
+             mkdir -p {JOIN_DIR} && printf '[Service]\\nEnvironment=ETCD_INITIAL_CLUSTER_STATE=existing\\n' > {JOIN_DIR}/50-join.conf && systemctl daemon-reload"
+        ),
+        guard: Guard::Creates(format!("{ETCD_DATA_DIR}/member")),
+    }
+}
+
+/// Where a rejoining member's one-time start setting goes (runtime, not managed).
+const JOIN_DIR: &str = "/run/systemd/system/etcd-member.service.d";
 
 pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     let cluster = ctx.cluster;
@@ -86,14 +121,17 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
             task(
                 ROLE,
                 "etcd service",
-                vec![service(
-                    UNIT,
-                    &[BINARIES, CERTIFICATES, UNIT_FILES],
-                    Some(ReadyCheck {
-                        command: format!("{} endpoint health", etcdctl(&local)),
-                        timeout: std::time::Duration::from_secs(90),
-                    }),
-                )],
+                vec![
+                    rejoin(cluster, member),
+                    service(
+                        UNIT,
+                        &[BINARIES, CERTIFICATES, UNIT_FILES],
+                        Some(ReadyCheck {
+                            command: format!("{} endpoint health", etcdctl(&local)),
+                            timeout: std::time::Duration::from_secs(90),
+                        }),
+                    ),
+                ],
             ),
         ];
         hosts.push((member.name.clone(), tasks));

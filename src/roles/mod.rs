@@ -80,23 +80,9 @@ pub struct NotExercised {
 pub struct Plan {
     pub phases: Vec<Phase>,
     pub not_exercised: Vec<NotExercised>,
-}
-
-impl Plan {
-    /// The content of the file the plan writes at `path` (on the first host that gets it).
-    pub fn file(&self, path: &str) -> Option<&[u8]> {
-        self.phases
-            .iter()
-            .flat_map(|p| &p.hosts)
-            .flat_map(|h| &h.tasks)
-            .flat_map(|t| &t.resources)
-            .find_map(|r| match r {
-                Resource::File {
-                    path: p, content, ..
-                } if p == path => Some(content.as_slice()),
-                _ => None,
-            })
-    }
+    /// The control machine's admin kubeconfig (written by apply, mode 0600: it holds the
+    /// admin key), for clusters with Kubernetes nodes.
+    pub control_kubeconfig: Option<String>,
 }
 
 /// The ordered phases of a converge, limited to `tags` (all roles when empty).
@@ -117,8 +103,10 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
         phases.extend(network.phases);
         not_exercised.extend(network.not_exercised);
     }
+    let mut control_kubeconfig = None;
     if has_nodes && wanted("kubernetes") {
         phases.extend(kubernetes::phases(ctx)?);
+        control_kubeconfig = Some(kubernetes::control_kubeconfig(ctx)?);
     }
     if has_nodes && wanted("addons") {
         let addons = addons::plan(ctx)?;
@@ -131,6 +119,7 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
     Ok(Plan {
         phases,
         not_exercised,
+        control_kubeconfig,
     })
 }
 

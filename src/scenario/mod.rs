@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use located::{Locations, describe_yaml_error};
 use rules::Refusal;
 pub use settings::{
-    ArtifactSettings, ClusterSettings, DriverConfig, EtcdSettings, Group, Platform, PodNetwork,
-    Step, VagrantProvider,
+    ArtifactSettings, ClusterSettings, DriverConfig, EtcdSettings, Fault, FaultAction, Group,
+    Platform, PodNetwork, Step, VagrantProvider,
 };
 
 /// A whole scenario: hosts, driver, cluster settings and the step sequence.
@@ -38,6 +38,8 @@ pub struct Scenario {
     pub artifacts: ArtifactSettings,
     /// The scenario's own Kubernetes manifests, applied after the cluster is up.
     pub workloads: Vec<Workload>,
+    /// What the `side_effect` step does to the running cluster.
+    pub faults: Vec<Fault>,
     pub sequence: Vec<Step>,
     /// Where each setting is written, for errors found after parsing.
     #[serde(skip)]
@@ -65,6 +67,8 @@ struct ScenarioFile {
     artifacts: ArtifactSettings,
     #[serde(default)]
     workloads: Vec<PathBuf>,
+    #[serde(default)]
+    faults: Vec<Fault>,
     #[serde(default = "settings::default_sequence")]
     sequence: Vec<Step>,
 }
@@ -136,6 +140,7 @@ impl Scenario {
             cluster: file.cluster,
             artifacts: file.artifacts,
             workloads: Vec::new(),
+            faults: file.faults,
             sequence: file.sequence,
             locations: Locations::of(text),
         };

@@ -257,6 +257,57 @@ impl Default for EtcdSettings {
     }
 }
 
+/// A fault the `side_effect` step makes on running hosts: the cluster must keep serving
+/// while it lasts, and come back whole after it is undone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub name: String,
+    pub action: FaultAction,
+    /// The hosts it hits, all at once.
+    pub hosts: Vec<String>,
+    /// The unit `stop-service` stops.
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// What a fault does to its hosts, and how it is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultAction {
+    /// SIGKILL to the whole host (its init): gone at once; started again.
+    Kill,
+    /// A clean shutdown; started again.
+    Stop,
+    /// Frozen: it keeps its connections but answers nothing; thawed.
+    Pause,
+    /// Cut off the scenario network; connected again at the same address.
+    Disconnect,
+    /// Destroyed with its disks; created again empty (same name and address) and converged:
+    /// an etcd member rejoins as a new member, a node is installed again.
+    Replace,
+    /// One unit stopped on each host; started again.
+    StopService,
+}
+
+impl FaultAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultAction::Kill => "kill",
+            FaultAction::Stop => "stop",
+            FaultAction::Pause => "pause",
+            FaultAction::Disconnect => "disconnect",
+            FaultAction::Replace => "replace",
+            FaultAction::StopService => "stop-service",
+        }
+    }
+
+    /// Whether the hosts stop serving altogether (rather than losing one unit).
+    pub fn takes_hosts_away(self) -> bool {
+        self != FaultAction::StopService
+    }
+}
+
 /// One step of the sequence, in Molecule's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -267,6 +318,9 @@ pub enum Step {
     Idempotence,
     /// Hand changes on a converged cluster that converge must find and repair.
     Drift,
+    /// The scenario's faults, each checked under and recovered from (Molecule's name).
+    #[serde(rename = "side_effect")]
+    SideEffect,
     Verify,
     Destroy,
 }
@@ -279,6 +333,7 @@ impl Step {
             Step::Converge => "converge",
             Step::Idempotence => "idempotence",
             Step::Drift => "drift",
+            Step::SideEffect => "side_effect",
             Step::Verify => "verify",
             Step::Destroy => "destroy",
         }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{StepError, StepOutcome, SubCase, Workspace};
-use crate::cluster::paths::ADMIN_KUBECONFIG;
 use crate::connections::Connections;
 use crate::engine::{self, Change, ChangeKind, HostReport, Mode, TaskReport};
 use crate::report::CaseOutcome;
@@ -109,9 +108,9 @@ pub async fn run(
         hosts.extend(reports);
     }
     if mode == Mode::Apply
-        && let Some(kubeconfig) = plan.file(ADMIN_KUBECONFIG)
+        && let Some(kubeconfig) = &plan.control_kubeconfig
     {
-        write_admin_kubeconfig(ws, kubeconfig)?;
+        write_admin_kubeconfig(ws, kubeconfig.as_bytes())?;
     }
     let output = ConvergeOutput {
         mode,
@@ -158,8 +157,8 @@ fn pki_changes(pki: &crate::pki::ClusterPki) -> Option<HostReport> {
 /// The host name the control machine's own changes are reported under.
 const CONTROL_MACHINE: &str = "control-machine";
 
-/// The admin kubeconfig the masters get (it embeds the admin key: 0600), on the control
-/// machine for `kubeforge kubectl`.
+/// The admin kubeconfig (it embeds the admin key: 0600) on the control machine, for
+/// `kubeforge kubectl`.
 fn write_admin_kubeconfig(ws: &Workspace, kubeconfig: &[u8]) -> Result<(), StepError> {
     let path = ws.state_dir.kubeconfig();
     crate::state::write_atomic(&path, kubeconfig, 0o600)?;

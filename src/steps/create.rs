@@ -31,19 +31,7 @@ pub async fn run(
     connections: &mut Connections,
 ) -> Result<CreateOutput, StepError> {
     if let Some(inventory) = state.inventory.clone() {
-        let pub_key = ws.state_dir.ssh_key().with_extension("pub");
-        let ctx = ws.driver_context(&state.instance);
-        let recreated = driver::heal(&ws.scenario, &ctx, &pub_key).await?;
-        // A recreated host has new host keys: its old pin would refuse it.
-        if !recreated.is_empty() {
-            let pins_file = ws.state_dir.host_key_pins(&inventory);
-            let mut pins = HostKeyPins::load(&pins_file)?;
-            for host in &recreated {
-                pins.remove(host);
-            }
-            pins.save(&pins_file)?;
-        }
-        connections.connect_all(&inventory, &ws.state_dir).await?;
+        let recreated = heal(ws, state, &inventory, connections).await?;
         let output = CreateOutput::AlreadyCreated {
             hosts: inventory.hosts.len(),
             recreated,
@@ -84,6 +72,30 @@ pub async fn run(
     };
     ws.say(StepOutcome::from(&output).summary);
     Ok(output)
+}
+
+/// Brings back the hosts of `inventory` that stopped or vanished and connects to every
+/// host; returns those created again (their new host keys replace the old pins).
+pub(super) async fn heal(
+    ws: &Workspace,
+    state: &ScenarioState,
+    inventory: &crate::inventory::Inventory,
+    connections: &mut Connections,
+) -> Result<Vec<String>, StepError> {
+    let pub_key = ws.state_dir.ssh_key().with_extension("pub");
+    let ctx = ws.driver_context(&state.instance);
+    let recreated = driver::heal(&ws.scenario, &ctx, &pub_key).await?;
+    if !recreated.is_empty() {
+        let pins_file = ws.state_dir.host_key_pins(inventory);
+        let mut pins = HostKeyPins::load(&pins_file)?;
+        for host in &recreated {
+            pins.remove(host);
+        }
+        pins.save(&pins_file)?;
+        connections.forget(&recreated).await;
+    }
+    connections.connect_all(inventory, &ws.state_dir).await?;
+    Ok(recreated)
 }
 
 impl From<&CreateOutput> for StepOutcome {

@@ -7,6 +7,7 @@ pub mod create;
 pub mod destroy;
 pub mod drift;
 pub mod idempotence;
+pub mod side_effect;
 pub mod syntax;
 pub mod verify;
 

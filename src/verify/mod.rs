@@ -19,6 +19,7 @@ mod control_plane;
 mod etcd;
 mod guestbook;
 mod traffic;
+pub mod under_fault;
 
 use std::time::{Duration, Instant};
 

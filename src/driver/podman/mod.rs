@@ -7,6 +7,7 @@
 //! `plan` turns a plan into names and `podman run` arguments, `subnet` picks the network;
 //! this module runs podman.
 
+pub mod faults;
 mod plan;
 mod subnet;
 

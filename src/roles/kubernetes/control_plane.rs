@@ -11,8 +11,9 @@ use super::credentials::{
     SERVICE_ACCOUNT, component_kubeconfig,
 };
 use crate::cluster::commands::ctr;
-use crate::cluster::paths::MANIFESTS_DIR;
-use crate::cluster::{ETCD_UNIT, Node};
+use crate::cluster::images::HAPROXY;
+use crate::cluster::paths::{LB_DIR, MANIFESTS_DIR};
+use crate::cluster::{ETCD_UNIT, LoadBalancer, Node};
 use crate::engine::{Resource, Task};
 use crate::files::sha256_hex;
 use crate::roles::builders::{directory, inputs_digest, task};
@@ -22,8 +23,36 @@ use crate::roles::{InstallContext, RoleError};
 /// the tasks holding what it reads.
 struct Component {
     name: &'static str,
+    image: String,
     kubeconfig: Option<String>,
     inputs: &'static [&'static str],
+}
+
+/// The task holding the load balancer's configuration (its static pod's input).
+const LOAD_BALANCER: &str = "API load balancer";
+
+/// With several masters: HAProxy's configuration on every node, in front of every API
+/// server; its static pod comes with the others.
+pub(super) fn load_balancer(
+    ctx: &InstallContext,
+    lb: &LoadBalancer,
+    base: &Value,
+) -> Result<Task, RoleError> {
+    let mut t = base.clone();
+    t["lb"] = json!(lb);
+    Ok(task(
+        ROLE,
+        LOAD_BALANCER,
+        vec![
+            directory(LB_DIR, 0o755),
+            ctx.template(
+                &format!("{LB_DIR}/haproxy.cfg"),
+                "kubernetes/haproxy.cfg",
+                &t,
+                0o644,
+            )?,
+        ],
+    ))
 }
 
 pub(super) fn static_pods(
@@ -32,25 +61,38 @@ pub(super) fn static_pods(
     base: &Value,
     earlier: &[Task],
 ) -> Result<Task, RoleError> {
+    let image = |name: &str| ctx.cluster.component_image(name);
     let mut components = vec![Component {
         name: "kube-proxy",
+        image: image("kube-proxy"),
         kubeconfig: Some(KUBE_PROXY_KUBECONFIG.into()),
         inputs: &[CLUSTER_CA, KUBE_PROXY],
     }];
+    if ctx.cluster.api().load_balancer.is_some() {
+        components.push(Component {
+            name: "kube-lb",
+            image: HAPROXY.into(),
+            kubeconfig: None,
+            inputs: &[LOAD_BALANCER],
+        });
+    }
     if node.master {
         components.extend([
             Component {
                 name: "kube-apiserver",
+                image: image("kube-apiserver"),
                 kubeconfig: None,
                 inputs: &[CLUSTER_CA, APISERVER, SERVICE_ACCOUNT],
             },
             Component {
                 name: "kube-controller-manager",
+                image: image("kube-controller-manager"),
                 kubeconfig: Some(component_kubeconfig("controller-manager")),
                 inputs: &[CLUSTER_CA, CONTROLLER_MANAGER, SERVICE_ACCOUNT],
             },
             Component {
                 name: "kube-scheduler",
+                image: image("kube-scheduler"),
                 kubeconfig: Some(component_kubeconfig("scheduler")),
                 inputs: &[CLUSTER_CA, SCHEDULER],
             },
@@ -58,8 +100,7 @@ pub(super) fn static_pods(
     }
     let mut pods = vec![directory(MANIFESTS_DIR, 0o755)];
     for c in components {
-        let image = ctx.cluster.component_image(c.name);
-        let (_, artifact) = ctx.bundle.get(&format!("image:{image}"))?;
+        let (_, artifact) = ctx.bundle.get(&format!("image:{}", c.image))?;
         let inputs = format!("{}{}", inputs_digest(earlier, c.inputs)?, artifact.sha256);
         pods.push(manifest(ctx, base, &c, sha256_hex(inputs.as_bytes()))?);
     }

@@ -68,7 +68,7 @@ pub(super) fn tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, Role
         ),
     ];
     if node.master {
-        tasks.extend(master_tasks(ctx, node)?);
+        tasks.extend(master_tasks(ctx)?);
     }
     Ok(tasks)
 }
@@ -126,20 +126,24 @@ fn with_kubeconfig(
 }
 
 /// The control plane's credentials: the API server's, the service-account keys, the
-/// controller-manager's and scheduler's (talking to their own master), the admin's.
-fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleError> {
+/// controller-manager's and scheduler's (reaching the API as every node's client does), the
+/// admin's.
+fn master_tasks(ctx: &InstallContext) -> Result<Vec<Task>, RoleError> {
     let cluster = ctx.cluster;
     let masters: Vec<&Node> = cluster.masters().collect();
+    // Clients reach an API server at its master's address, and with a load balancer on
+    // every node through any node's address (the control machine uses a worker's).
+    let reached_at: Vec<&Node> = match cluster.api().load_balancer {
+        Some(_) => cluster.nodes.iter().collect(),
+        None => masters.clone(),
+    };
     let apiserver = pki::apiserver_spec(
         cluster.kubernetes_service_ip.into(),
-        &masters.iter().map(|m| m.address).collect::<Vec<_>>(),
+        &reached_at.iter().map(|n| n.address).collect::<Vec<_>>(),
         &masters.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
     );
     let (sa_key, sa_pub) = ctx.pki.kubernetes.service_account_keypair()?;
-    let local = format!(
-        "https://{}:{}",
-        node.address, cluster.settings.apiserver_port
-    );
+    let local = cluster.apiserver_url();
     Ok(vec![
         task(ROLE, APISERVER, apiserver_credentials(ctx, apiserver)?),
         task(
@@ -163,7 +167,7 @@ fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleErro
                 pki::controller_manager_spec(),
                 &component_kubeconfig("controller-manager"),
                 "system:kube-controller-manager",
-                &local,
+                local,
             )?,
         ),
         task(
@@ -175,7 +179,7 @@ fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleErro
                 pki::scheduler_spec(),
                 &component_kubeconfig("scheduler"),
                 "system:kube-scheduler",
-                &local,
+                local,
             )?,
         ),
         task(
@@ -183,21 +187,21 @@ fn master_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleErro
             "admin kubeconfig",
             vec![secret_file(
                 ADMIN_KUBECONFIG,
-                admin_kubeconfig(ctx)?.as_bytes(),
+                admin_kubeconfig(ctx, ctx.cluster.apiserver_url())?.as_bytes(),
                 Some("kubernetes/admin-kubeconfig"),
             )],
         ),
     ])
 }
 
-/// The cluster-admin kubeconfig (certificates embedded): written to each master, and by the
-/// converge step to the control machine. Contains a private key: never log it.
-fn admin_kubeconfig(ctx: &InstallContext) -> Result<String, RoleError> {
+/// The cluster-admin kubeconfig (certificates embedded) for a client reaching the API at
+/// `server`: each master's, and the control machine's. Contains a private key: never log it.
+pub(super) fn admin_kubeconfig(ctx: &InstallContext, server: &str) -> Result<String, RoleError> {
     let admin = ctx.pki.kubernetes.ensure(&pki::admin_spec())?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let t = json!({
         "cluster_name": ctx.cluster.settings.name,
-        "server": ctx.cluster.apiserver_url(),
+        "server": server,
         "ca_data": b64(ctx.pki.kubernetes.ca_cert_pem()),
         "cert_data": b64(&admin.cert_pem),
         "key_data": b64(admin.key_pem.expose()),

@@ -18,13 +18,19 @@ use serde_json::{Value, json};
 
 use super::{InstallContext, RoleError, phase};
 use crate::cluster::Node;
-use crate::cluster::images::PAUSE;
+use crate::cluster::images::{HAPROXY, PAUSE};
 use crate::cluster::paths::{
-    BIN_DIR, CONTAINERD_SOCKET, IMAGE_BIN_DIR, K8S_SSL_DIR, MANIFESTS_DIR,
+    BIN_DIR, CONTAINERD_SOCKET, IMAGE_BIN_DIR, K8S_SSL_DIR, LB_DIR, MANIFESTS_DIR,
 };
 use crate::engine::Phase;
 
 const ROLE: &str = "kubernetes";
+
+/// The admin kubeconfig for the control machine (`kubeforge kubectl`): the masters' own,
+/// pointed at where the control machine reaches the API.
+pub fn control_kubeconfig(ctx: &InstallContext) -> Result<String, RoleError> {
+    credentials::admin_kubeconfig(ctx, &ctx.cluster.api().control_url)
+}
 
 pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     let mut hosts = Vec::new();
@@ -32,6 +38,9 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         let base = template_context(ctx, node);
         let mut tasks = node::binaries_and_images(ctx, node)?;
         tasks.extend(credentials::tasks(ctx, node)?);
+        if let Some(lb) = &ctx.cluster.api().load_balancer {
+            tasks.push(control_plane::load_balancer(ctx, lb, &base)?);
+        }
         tasks.push(control_plane::static_pods(ctx, node, &base, &tasks)?);
         tasks.push(node::kubelet(ctx, &base)?);
         hosts.push((node.name.clone(), tasks));
@@ -61,7 +70,10 @@ fn template_context(ctx: &InstallContext, node: &Node) -> Value {
             "scheduler": cluster.component_image("kube-scheduler"),
             "proxy": cluster.component_image("kube-proxy"),
             "pause": PAUSE,
+            "lb": HAPROXY,
         },
         "etcd_servers": cluster.etcd_endpoints,
+        "lb": cluster.api().load_balancer,
+        "lb_dir": LB_DIR,
     })
 }

@@ -9,7 +9,7 @@ use super::ROLE;
 use super::credentials::{CLUSTER_CA, KUBELET};
 use crate::cluster::Node;
 use crate::cluster::commands::KUBELET_HEALTHY;
-use crate::cluster::images::{GUESTBOOK_FRONTEND, REDIS};
+use crate::cluster::images::{GUESTBOOK_FRONTEND, HAPROXY, REDIS};
 use crate::cluster::paths::{BIN_DIR, KUBELET_DIR, unit_file};
 use crate::engine::{ReadyCheck, Task};
 use crate::roles::builders::{directory, service, task};
@@ -45,6 +45,9 @@ pub(super) fn binaries_and_images(
         );
     } else {
         images.extend([REDIS.to_string(), GUESTBOOK_FRONTEND.to_string()]);
+    }
+    if cluster.api().load_balancer.is_some() {
+        images.push(HAPROXY.to_string());
     }
     let mut resources = Vec::new();
     for r in &images {

@@ -9,6 +9,7 @@
 mod artifacts;
 mod drivers;
 mod etcd;
+mod faults;
 mod groups;
 mod names;
 mod networks;
@@ -57,6 +58,7 @@ const RULES: &[Rule] = &[
     networks::check,
     ports::check,
     sequence::check,
+    faults::check,
     artifacts::check,
 ];
 

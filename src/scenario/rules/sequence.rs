@@ -7,9 +7,20 @@ use super::Refusal;
 use crate::scenario::{Scenario, Step};
 
 /// Steps that work on the hosts (after `create`).
-const ON_HOSTS: [Step; 4] = [Step::Converge, Step::Idempotence, Step::Drift, Step::Verify];
+const ON_HOSTS: [Step; 5] = [
+    Step::Converge,
+    Step::Idempotence,
+    Step::Drift,
+    Step::SideEffect,
+    Step::Verify,
+];
 /// Steps that expect a converged cluster (after `converge`).
-const ON_CLUSTER: [Step; 3] = [Step::Idempotence, Step::Drift, Step::Verify];
+const ON_CLUSTER: [Step; 4] = [
+    Step::Idempotence,
+    Step::Drift,
+    Step::SideEffect,
+    Step::Verify,
+];
 
 pub(super) fn check(s: &Scenario) -> Result<(), Refusal> {
     let steps = &s.sequence;

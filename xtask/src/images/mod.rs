@@ -50,14 +50,16 @@ const NSSWITCH: &str = "hosts: files dns\n";
 const IPTABLES_MULTI: &str = "xtables-nft-multi";
 
 /// Pinned Debian packages, so a cache key never needs an apt query.
-const DEBS: [(&str, &str); 37] = [
+const DEBS: [(&str, &str); 43] = [
     ("conntrack", "1:1.4.7-1+b2"),
     ("dash", "0.5.12-2"),
+    ("haproxy", "2.6.12-1+deb12u4"),
     ("iptables", "1.8.9-2"),
     ("libatomic1", "12.2.0-14+deb12u1"),
     ("libc6", "2.36-9+deb12u14"),
     ("libcap2", "1:2.66-4+deb12u3+b1"),
     ("libcom-err2", "1.47.0-2+b2"),
+    ("libcrypt1", "1:4.4.33-2"),
     ("libgcc-s1", "12.2.0-14+deb12u1"),
     ("libgcrypt20", "1.10.1-3+deb12u1"),
     ("libgpg-error0", "1.46-1"),
@@ -69,6 +71,7 @@ const DEBS: [(&str, &str); 37] = [
     ("libkeyutils1", "1.6.3-2"),
     ("libkrb5-3", "1.20.1-2+deb12u5"),
     ("libkrb5support0", "1.20.1-2+deb12u5"),
+    ("liblua5.3-0", "5.3.6-2"),
     ("liblz4-1", "1.9.4-1"),
     ("liblzf1", "3.6-3"),
     ("liblzma5", "5.4.1-1+deb12u2"),
@@ -77,6 +80,9 @@ const DEBS: [(&str, &str); 37] = [
     ("libnfnetlink0", "1.0.2-2"),
     ("libnftnl11", "1.2.4-2"),
     ("libnsl2", "1.3.0-2"),
+    ("libopentracing-c-wrapper0", "1.1.3-3+b1"),
+    ("libopentracing1", "1.6.0-4"),
+    ("libpcre2-8-0", "10.42-1+deb12u2"),
     ("libssl3", "3.0.22-1~deb12u2"),
     ("libstdc++6", "12.2.0-14+deb12u1"),
     ("libsystemd0", "252.39-1~deb12u2"),
@@ -193,7 +199,7 @@ const fn control_plane(
     }
 }
 
-const IMAGES: [ImageSpec; 7] = [
+const IMAGES: [ImageSpec; 8] = [
     control_plane(
         "kube-apiserver",
         &[("kube-apiserver", "/usr/local/bin/kube-apiserver")],
@@ -317,6 +323,44 @@ const IMAGES: [ImageSpec; 7] = [
             "/usr/bin/socat",
             "TCP-LISTEN:80,fork,reuseaddr",
             "EXEC:/usr/local/bin/guestbook-handler",
+        ],
+        workdir: "/",
+    },
+    // The API servers' load balancer on every node of a cluster with several masters.
+    ImageSpec {
+        repo: "haproxy",
+        tag: Tag::Fixed("2.6"),
+        binaries: &[],
+        packages: &[
+            "haproxy",
+            "libc6",
+            "libcrypt1",
+            "liblua5.3-0",
+            "libopentracing-c-wrapper0",
+            "libopentracing1",
+            "libpcre2-8-0",
+            "libssl3",
+            "libsystemd0",
+            "libcap2",
+            "libgcrypt20",
+            "libgpg-error0",
+            "liblz4-1",
+            "liblzma5",
+            "libzstd1",
+            "libstdc++6",
+            "libgcc-s1",
+        ],
+        take: &["usr/sbin/haproxy"],
+        symlinks: &[],
+        files: &[],
+        dirs: &[],
+        base: true,
+        // In the foreground, configured from the directory the static pod mounts.
+        entrypoint: &[
+            "/usr/sbin/haproxy",
+            "-db",
+            "-f",
+            "/usr/local/etc/haproxy/haproxy.cfg",
         ],
         workdir: "/",
     },
