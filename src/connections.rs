@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::inventory::{Host, Inventory};
 use crate::ssh::{ClientKey, HostKeyPins, SshError, SshOptions, SshSession, SshTarget};
 use crate::state::{StateDir, StateError};
+use crate::timeouts::TimeoutScale;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -23,12 +24,25 @@ pub enum ConnectionError {
 }
 
 /// Sessions by host name.
-#[derive(Default)]
 pub struct Connections {
     sessions: BTreeMap<String, SshSession>,
+    /// The platform's: every session's timeouts and verify's windows are multiplied by it.
+    timeout_scale: TimeoutScale,
 }
 
 impl Connections {
+    /// No sessions yet; those opened later scale their timeouts by `timeout_scale`.
+    pub fn new(timeout_scale: TimeoutScale) -> Connections {
+        Connections {
+            sessions: BTreeMap::new(),
+            timeout_scale,
+        }
+    }
+
+    pub fn timeout_scale(&self) -> TimeoutScale {
+        self.timeout_scale
+    }
+
     /// Opens a session to every host of `inventory` that has none yet.
     pub async fn connect_all(
         &mut self,
@@ -52,7 +66,10 @@ impl Connections {
         let pins_file = state_dir.host_key_pins(inventory);
         let loaded = HostKeyPins::load(&pins_file)?;
         let pins = Arc::new(Mutex::new(loaded.clone()));
-        let opts = SshOptions::default();
+        let opts = SshOptions {
+            timeout_scale: self.timeout_scale,
+            ..SshOptions::default()
+        };
         let results = futures::future::join_all(todo.iter().map(|h| {
             let target = SshTarget {
                 host: h.name.clone(),

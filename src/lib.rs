@@ -22,4 +22,5 @@ pub mod state;
 pub mod steps;
 pub mod syntax;
 pub mod templates;
+pub mod timeouts;
 pub mod verify;

@@ -34,6 +34,7 @@ impl Runner {
     pub fn new(root: &Path, scenario: Scenario, log: Logger) -> Result<Runner, StateError> {
         let state_dir = StateDir::for_scenario(root, &scenario.name);
         let state = state_dir.load(&scenario.name)?;
+        let connections = Connections::new(scenario.timeout_scale);
         Ok(Runner {
             report: RunReport::new(&scenario.name),
             ws: Workspace {
@@ -43,7 +44,7 @@ impl Runner {
                 log,
             },
             state,
-            connections: Connections::default(),
+            connections,
             tags: Vec::new(),
         })
     }

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::inventory::Inventory;
 use crate::net::Ipv4Net;
 use crate::scenario::{ClusterSettings, Group, PodNetwork, Scenario};
+use crate::timeouts::TimeoutScale;
 
 /// Prefix length of each node's pod CIDR.
 pub const NODE_CIDR_PREFIX: u8 = 24;
@@ -106,6 +107,9 @@ pub struct Cluster {
     pub kubernetes_service_ip: Ipv4Addr,
     /// What the etcd role writes to [`NETWORK_KEY`] and verify reads back.
     pub network_config: serde_json::Value,
+    /// The platform's timeout scale: readiness waits, verify windows and the timeouts
+    /// written into commands are multiplied by it.
+    pub timeouts: TimeoutScale,
 }
 
 impl Cluster {
@@ -161,6 +165,7 @@ impl Cluster {
             kubernetes_service_ip,
             network_config,
             settings,
+            timeouts: scenario.timeout_scale,
         })
     }
 

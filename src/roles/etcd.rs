@@ -128,7 +128,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
                         &[BINARIES, CERTIFICATES, UNIT_FILES],
                         Some(ReadyCheck {
                             command: format!("{} endpoint health", etcdctl(&local)),
-                            timeout: std::time::Duration::from_secs(90),
+                            timeout: cluster.timeouts.of(std::time::Duration::from_secs(90)),
                         }),
                     ),
                 ],

@@ -112,7 +112,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
                     &[CONTAINERD_BINARIES, CONTAINERD_CONFIG],
                     Some(ReadyCheck {
                         command: format!("{} version", ctr()),
-                        timeout: Duration::from_secs(60),
+                        timeout: ctx.cluster.timeouts.of(Duration::from_secs(60)),
                     }),
                 )],
             ),

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use located::{Locations, describe_yaml_error};
 use rules::Refusal;
+
+use crate::timeouts::TimeoutScale;
 pub use settings::{
     ArtifactSettings, ClusterSettings, DriverConfig, EtcdSettings, Fault, FaultAction, Group,
     Platform, PodNetwork, Step, VagrantProvider,
@@ -41,6 +43,9 @@ pub struct Scenario {
     /// What the `side_effect` step does to the running cluster.
     pub faults: Vec<Fault>,
     pub sequence: Vec<Step>,
+    /// The factor every timeout is multiplied by: the file's `timeout_scale`, else the
+    /// driver's (see [`DriverConfig::timeout_scale`]).
+    pub timeout_scale: TimeoutScale,
     /// Where each setting is written, for errors found after parsing.
     #[serde(skip)]
     locations: Locations,
@@ -71,6 +76,8 @@ struct ScenarioFile {
     faults: Vec<Fault>,
     #[serde(default = "settings::default_sequence")]
     sequence: Vec<Step>,
+    #[serde(default)]
+    timeout_scale: Option<TimeoutScale>,
 }
 
 /// A scenario file that cannot be used, with where and why.
@@ -131,6 +138,9 @@ impl Scenario {
                 message,
             }
         })?;
+        let timeout_scale = file
+            .timeout_scale
+            .unwrap_or_else(|| file.driver.timeout_scale());
         let mut scenario = Scenario {
             name: name.to_string(),
             file: path.to_path_buf(),
@@ -142,6 +152,7 @@ impl Scenario {
             workloads: Vec::new(),
             faults: file.faults,
             sequence: file.sequence,
+            timeout_scale,
             locations: Locations::of(text),
         };
         rules::check(&scenario)

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::net::Ipv4Net;
+use crate::timeouts::TimeoutScale;
 
 /// Where the installer takes binaries and images from: the local bundle
 /// (`cargo xtask artifacts`), or downloads checked against pinned sha256 values.
@@ -110,6 +111,19 @@ fn default_user() -> String {
 
 fn default_ssh_port() -> u16 {
     22
+}
+
+impl DriverConfig {
+    /// The timeout scale of the driver's platform when the scenario sets none: emulated
+    /// CPUs run the control plane several times slower than real ones.
+    pub fn timeout_scale(&self) -> TimeoutScale {
+        match self {
+            DriverConfig::Vagrant {
+                emulate_cpu: true, ..
+            } => TimeoutScale::EMULATED_CPU,
+            _ => TimeoutScale::NORMAL,
+        }
+    }
 }
 
 impl Default for DriverConfig {

@@ -119,3 +119,21 @@ fn parse_names_the_file_it_was_given() {
     let e = parse("platforms: []\n").unwrap_err().to_string();
     assert!(e.starts_with("scenarios/t/scenario.yml:1:"), "{e}");
 }
+
+#[test]
+fn timeout_scale_comes_from_the_file_else_the_driver() {
+    use crate::timeouts::TimeoutScale;
+    assert_eq!(accepted(SEEDS).timeout_scale, TimeoutScale::NORMAL);
+    let emulated = format!("{SEEDS}driver:\n  name: vagrant\n  emulate_cpu: true\n");
+    assert_eq!(
+        accepted(&emulated).timeout_scale,
+        TimeoutScale::EMULATED_CPU
+    );
+    let set = accepted(&format!("{emulated}timeout_scale: 2.5\n"));
+    assert_eq!(set.timeout_scale.factor(), 2.5);
+    refused(
+        &format!("{SEEDS}timeout_scale: 0.5\n"),
+        10,
+        "outside 1..=20",
+    );
+}

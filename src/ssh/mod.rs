@@ -19,6 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::timeouts::TimeoutScale;
+
 pub use keys::{ClientKey, HostKeyPins};
 pub use quote::shell_quote;
 pub use session::{ExecOutput, SshSession};
@@ -41,6 +43,8 @@ pub struct SshOptions {
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
     pub inactivity_timeout: Option<Duration>,
+    /// Multiplies the connect timeout and every command's timeout (slow platforms).
+    pub timeout_scale: TimeoutScale,
 }
 
 impl Default for SshOptions {
@@ -50,6 +54,7 @@ impl Default for SshOptions {
             keepalive_interval: Duration::from_secs(10),
             keepalive_max: 3,
             inactivity_timeout: None,
+            timeout_scale: TimeoutScale::NORMAL,
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::keys::{ClientKey, HostKeyPins};
 use super::quote::{as_root, command_summary, shell_quote};
 use super::{SshError, SshOptions, SshTarget, io_err};
+use crate::timeouts::TimeoutScale;
 
 /// Concurrent channels per connection: OpenSSH's MaxSessions defaults to 10, keep headroom.
 pub(super) const MAX_CHANNELS: usize = 8;
@@ -83,6 +84,7 @@ struct Inner {
     handle: client::Handle<PinCheck>,
     slots: Semaphore,
     round_trips: AtomicU64,
+    timeout_scale: TimeoutScale,
 }
 
 /// One authenticated connection to a host, shared (cheap `Clone`) by all tasks working
@@ -158,12 +160,13 @@ impl SshSession {
             }
             Ok(handle)
         };
-        let handle = tokio::time::timeout(opts.connect_timeout, handshake)
+        let connect_timeout = opts.timeout_scale.of(opts.connect_timeout);
+        let handle = tokio::time::timeout(connect_timeout, handshake)
             .await
             .map_err(|_| SshError::Timeout {
                 host: target.host.clone(),
                 what: format!("connecting to {address}"),
-                after: opts.connect_timeout,
+                after: connect_timeout,
             })??;
         Ok(SshSession {
             inner: Arc::new(Inner {
@@ -172,15 +175,17 @@ impl SshSession {
                 handle,
                 slots: Semaphore::new(MAX_CHANNELS),
                 round_trips: AtomicU64::new(0),
+                timeout_scale: opts.timeout_scale,
             }),
         })
     }
 
     /// Run `command` through the remote user's shell, feeding `stdin` (then EOF; with
-    /// `None` the command sees EOF at once). `timeout` bounds the whole call, including
-    /// waiting for a free channel slot. On timeout the channel is closed and SIGTERM is
-    /// requested, but OpenSSH honours signal requests only for non-root logins: as root
-    /// the command may run on (and hold one of the server's MaxSessions) until it ends.
+    /// `None` the command sees EOF at once). `timeout` (times the session's timeout
+    /// scale) bounds the whole call, including waiting for a free channel slot. On timeout
+    /// the channel is closed and SIGTERM is requested, but OpenSSH honours signal requests
+    /// only for non-root logins: as root the command may run on (and hold one of the
+    /// server's MaxSessions) until it ends.
     pub async fn exec(
         &self,
         command: &str,
@@ -278,6 +283,7 @@ impl SshSession {
         stdin: Option<R>,
         timeout: Duration,
     ) -> Result<ExecOutput, SshError> {
+        let timeout = self.inner.timeout_scale.of(timeout);
         let deadline = Instant::now() + timeout;
         let timed_out = || SshError::Timeout {
             host: self.inner.host.clone(),

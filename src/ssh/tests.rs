@@ -351,6 +351,35 @@ async fn upload_streams_large_file_atomically() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_platform_stretches_every_command_timeout() {
+    let fx = Fixture::new();
+    let opts = SshOptions {
+        timeout_scale: TimeoutScale::try_from(10.0).unwrap(),
+        ..SshOptions::default()
+    };
+    let s = SshSession::connect(&fx.target(), &fx.key, fx.pins.clone(), &opts)
+        .await
+        .unwrap();
+    // 0.5 s is beyond the 200 ms asked for, within the 2 s it becomes.
+    let out = s
+        .exec("sleep 0.5; echo done", None, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "done\n");
+    let err = s
+        .exec("sleep 32.5", None, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("timed out after 2.0 s") && msg.contains("sleep 32.5"),
+        "{msg}"
+    );
+    s.exec("pkill -f 'sleep 3[2].5'", None, T).await.unwrap();
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_names_host_and_command_and_frees_the_channel() {
     let fx = Fixture::new();
     let s = fx.connect().await.unwrap();

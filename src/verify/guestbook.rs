@@ -31,16 +31,23 @@ pub(super) fn stages(cluster: &Cluster) -> Vec<Vec<Check>> {
             format!("the service range {net} has no room for the guestbook's fixed ClusterIPs"),
         )]];
     };
-    guestbook(master, a, b, [&leader_ip, &follower_ip, &frontend_ip])
-        .into_iter()
-        .map(|c| vec![c])
-        .collect()
+    guestbook(
+        cluster,
+        master,
+        a,
+        b,
+        [&leader_ip, &follower_ip, &frontend_ip],
+    )
+    .into_iter()
+    .map(|c| vec![c])
+    .collect()
 }
 
 /// The guestbook's checks, in order.
-fn guestbook(master: &Node, a: &Node, b: &Node, ips: [&str; 3]) -> Vec<Check> {
+fn guestbook(cluster: &Cluster, master: &Node, a: &Node, b: &Node, ips: [&str; 3]) -> Vec<Check> {
     let [_, _, frontend_ip] = ips;
     let k = kubectl();
+    let (ready, rollout) = (cluster.timeouts.secs(35), cluster.timeouts.secs(15));
     let on_master = |name: String, command: String, expect: Expect, seconds: u64| {
         Check::on(&master.name, name, command, expect).within(seconds)
     };
@@ -64,7 +71,7 @@ fn guestbook(master: &Node, a: &Node, b: &Node, ips: [&str; 3]) -> Vec<Check> {
                 a.name, b.name
             ),
             format!(
-                "echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/{GUESTBOOK}-redis-leader pod/{GUESTBOOK}-redis-follower --timeout=35s >/dev/null && {k} rollout status deployment/{GUESTBOOK}-frontend --timeout=15s >/dev/null && {k} get pod {GUESTBOOK}-redis-leader {GUESTBOOK}-redis-follower -o jsonpath='{{range .items[*]}}{{.spec.nodeName}} {{end}}'"
+                "echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/{GUESTBOOK}-redis-leader pod/{GUESTBOOK}-redis-follower --timeout={ready}s >/dev/null && {k} rollout status deployment/{GUESTBOOK}-frontend --timeout={rollout}s >/dev/null && {k} get pod {GUESTBOOK}-redis-leader {GUESTBOOK}-redis-follower -o jsonpath='{{range .items[*]}}{{.spec.nodeName}} {{end}}'"
             ),
             Expect::Output(format!("{} {}", a.name, b.name)),
             2,

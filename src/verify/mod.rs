@@ -27,7 +27,7 @@ use crate::cluster::Cluster;
 use crate::connections::Connections;
 use crate::engine::Transport;
 
-/// The longest a single command may run.
+/// The longest a single command may run (on a platform of timeout scale 1).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two tries of a check.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -39,8 +39,8 @@ pub struct Check {
     pub host: String,
     pub command: String,
     pub expect: Expect,
-    /// How long the check may keep trying (things that settle after converge); one try
-    /// when zero.
+    /// How long the check may keep trying (things that settle after converge) on a
+    /// platform of timeout scale 1; one try when zero.
     pub within: Duration,
     /// Why this check cannot run in this scenario; it is then reported as skipped.
     pub skip: Option<String>,
@@ -142,13 +142,16 @@ pub async fn run(
     results
 }
 
-/// Runs `checks` concurrently; results in their order.
+/// Runs `checks` concurrently, their windows scaled to the platform; results in their
+/// order.
 pub async fn run_stage(
     checks: Vec<Check>,
     connections: &Connections,
     report: &(dyn Fn(&CheckResult) + Sync),
 ) -> Vec<CheckResult> {
-    let runs = checks.into_iter().map(|check| async move {
+    let scale = connections.timeout_scale();
+    let runs = checks.into_iter().map(|mut check| async move {
+        check.within = scale.of(check.within);
         let result = match (&check.skip, connections.session(&check.host)) {
             (Some(reason), _) => CheckResult {
                 detail: reason.clone(),

@@ -145,11 +145,12 @@ fn skip_all(
 fn deploy(cluster: &Cluster, master: &Node, services: &[Ipv4Addr]) -> Check {
     let k = kubectl();
     let list = probe_objects(cluster, services);
+    let (gone, ready) = (cluster.timeouts.secs(30), cluster.timeouts.secs(40));
     Check::on(
         &master.name,
         format!("a probe pod Running on each of the {} nodes", cluster.nodes.len()),
         format!(
-            "{k} delete pods,services -l app={PROBE} --ignore-not-found --wait=true --timeout=30s >/dev/null; echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod -l app={PROBE} --timeout=40s >/dev/null && {k} get pods -l app={PROBE} -o jsonpath='{{range .items[*]}}{{.spec.nodeName}}={{.status.podIP}}{{\"\\n\"}}{{end}}' | sort"
+            "{k} delete pods,services -l app={PROBE} --ignore-not-found --wait=true --timeout={gone}s >/dev/null; echo '{list}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod -l app={PROBE} --timeout={ready}s >/dev/null && {k} get pods -l app={PROBE} -o jsonpath='{{range .items[*]}}{{.spec.nodeName}}={{.status.podIP}}{{\"\\n\"}}{{end}}' | sort"
         ),
         Expect::Success,
     )

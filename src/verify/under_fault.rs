@@ -19,6 +19,7 @@ pub fn checks(cluster: &Cluster, gone: &[String], tag: &str) -> Vec<Check> {
     let mut out = Vec::new();
     if let Some(master) = cluster.masters().find(here) {
         let k = kubectl();
+        let (deleted, ready) = (cluster.timeouts.secs(20), cluster.timeouts.secs(40));
         let workers: Vec<&str> = cluster
             .workers()
             .filter(here)
@@ -54,7 +55,7 @@ pub fn checks(cluster: &Cluster, gone: &[String], tag: &str) -> Vec<Check> {
                 &master.name,
                 "a new pod is scheduled on a node that is there and runs",
                 format!(
-                    "{k} delete pod kubeforge-fault-{tag} --ignore-not-found --wait=true --timeout=20s >/dev/null; echo '{pod}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/kubeforge-fault-{tag} --timeout=40s >/dev/null && n=$({k} get pod kubeforge-fault-{tag} -o jsonpath='{{.spec.nodeName}}') && {k} delete pod kubeforge-fault-{tag} --wait=false >/dev/null && case \" {} \" in *\" $n \"*) echo running ;; *) echo \"on $n\" ;; esac",
+                    "{k} delete pod kubeforge-fault-{tag} --ignore-not-found --wait=true --timeout={deleted}s >/dev/null; echo '{pod}' | {k} apply -f - >/dev/null && {k} wait --for=condition=Ready pod/kubeforge-fault-{tag} --timeout={ready}s >/dev/null && n=$({k} get pod kubeforge-fault-{tag} -o jsonpath='{{.spec.nodeName}}') && {k} delete pod kubeforge-fault-{tag} --wait=false >/dev/null && case \" {} \" in *\" $n \"*) echo running ;; *) echo \"on $n\" ;; esac",
                     workers.join(" ")
                 ),
                 Expect::Output("running".into()),

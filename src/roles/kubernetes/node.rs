@@ -82,7 +82,7 @@ pub(super) fn kubelet(ctx: &InstallContext, base: &Value) -> Result<Task, RoleEr
                 &[KUBELET_BINARY, CLUSTER_CA, KUBELET, KUBELET_TASK],
                 Some(ReadyCheck {
                     command: KUBELET_HEALTHY.into(),
-                    timeout: Duration::from_secs(60),
+                    timeout: ctx.cluster.timeouts.of(Duration::from_secs(60)),
                 }),
             ),
         ],

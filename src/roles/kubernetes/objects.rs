@@ -31,7 +31,7 @@ pub(super) fn api_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
                     vec![Resource::Wait {
                         name: "kube-apiserver /healthz".into(),
                         until: health.clone(),
-                        timeout: API_WAIT,
+                        timeout: ctx.cluster.timeouts.of(API_WAIT),
                         failure: format!("kube-apiserver on {} not healthy", m.name),
                     }],
                 )],
