@@ -8,6 +8,7 @@
 mod api_object;
 mod change;
 pub mod resource;
+mod route;
 mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use api_object::ManifestError;
 pub use change::{Change, ChangeKind, RestartReason};
 pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource};
+pub use route::Hop;
 pub use transport::{ExecOutput, Transport, TransportError};
 
 /// Something to do on a host: a named group of resources from one role.

@@ -1,6 +1,7 @@
 //! The container runtime of every Kubernetes node: containerd and runc from the bundle
 //! under /opt/bin, its CRI configuration (runc v2 with cgroupfs, `restrict_oom_score_adj`
-//! because the machine grants no CAP_SYS_RESOURCE), the node's network sysctls, and the
+//! because the machine grants no CAP_SYS_RESOURCE), the node's network settings (forwarding,
+//! bridged traffic through iptables, a route for the service range), and the
 //! sandbox image kubelet runs, imported from a tarball since no registry is reachable.
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::cluster::images::PAUSE;
 use crate::cluster::paths::{
     BIN_DIR, CNI_BIN_DIR, CONTAINERD_SOCKET, IMAGE_DIR, KUBEFORGE_DIR, unit_file,
 };
-use crate::engine::{Phase, ReadyCheck, Resource};
+use crate::engine::{Hop, Phase, ReadyCheck, Resource};
 
 const ROLE: &str = "runtime";
 const CONFIG_PATH: &str = "/etc/containerd/config.toml";
@@ -30,6 +31,7 @@ const CONTAINERD_CONFIG: &str = "containerd configuration";
 #[derive(Serialize)]
 struct RuntimeTemplate<'a> {
     node: &'a Node,
+    service_range: String,
     bin_dir: &'static str,
     cni_bin_dir: &'static str,
     socket: &'static str,
@@ -58,6 +60,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         ));
         let t = RuntimeTemplate {
             node,
+            service_range: ctx.cluster.settings.service_range.to_string(),
             bin_dir: BIN_DIR,
             cni_bin_dir: CNI_BIN_DIR,
             socket: CONTAINERD_SOCKET,
@@ -85,12 +88,14 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
                     Resource::Sysctl {
                         key: "net.ipv4.ip_forward".into(),
                         value: "1".into(),
-                        optional: false,
                     },
                     Resource::Sysctl {
                         key: "net.bridge.bridge-nf-call-iptables".into(),
                         value: "1".into(),
-                        optional: true,
+                    },
+                    Resource::Route {
+                        destination: ctx.cluster.settings.service_range.to_string(),
+                        via: Hop::Local(node.address),
                     },
                 ],
             ),

@@ -154,6 +154,7 @@ pub async fn create(
     log: &Logger,
 ) -> Result<(CreatedNetwork, Vec<CreatedHost>), PodmanError> {
     validate_plan(plan)?;
+    load_bridge_netfilter().await?;
     let keys_text = tokio::fs::read_to_string(&plan.authorized_keys)
         .await
         .map_err(|e| PodmanError::AuthorizedKeys {
@@ -207,6 +208,19 @@ pub async fn create(
         started.elapsed().as_secs_f64()
     ));
     Ok((network, hosts))
+}
+
+/// Podman hosts share this machine's kernel, and a container cannot load a module (it has
+/// no /lib/modules): the module the node role needs for bridged pod traffic
+/// (`br_netfilter`) is loaded here, on the machine, instead.
+async fn load_bridge_netfilter() -> Result<(), PodmanError> {
+    if std::path::Path::new("/proc/sys/net/bridge").exists() {
+        return Ok(());
+    }
+    process::run("modprobe", &["br_netfilter"])
+        .await
+        .map(drop)
+        .map_err(command_err("load kernel module", "br_netfilter"))
 }
 
 /// What [`heal`] did for one host.

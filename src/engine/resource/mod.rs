@@ -12,6 +12,7 @@ use base64::Engine as _;
 
 pub use super::api_object::ApiObject;
 use super::change::{Change, ChangeKind, RestartReason};
+use super::route::Hop;
 use crate::files::sha256_hex;
 use crate::ssh::shell_quote;
 
@@ -88,15 +89,10 @@ pub enum Resource {
     /// kubeconfig). It is up to date when every field it sets has that value in the live
     /// object; fields the API server adds (status, defaults, uid) are not compared.
     ApiObject { kubectl: String, object: ApiObject },
-    /// A route in the host's main table: `destination` through the gateway `via`.
-    Route { destination: String, via: String },
-    /// A kernel setting under /proc/sys (`net.ipv4.ip_forward`). An `optional` one whose
-    /// file does not exist (a module not loaded) is left alone.
-    Sysctl {
-        key: String,
-        value: String,
-        optional: bool,
-    },
+    /// A route in the host's main table: `destination` through `via`.
+    Route { destination: String, via: Hop },
+    /// A kernel setting under /proc/sys (`net.ipv4.ip_forward`).
+    Sysctl { key: String, value: String },
     /// A restart of something outside systemd's reach (a static pod's container), run when
     /// one of `after_units` was started or restarted earlier in this run, on any host: what
     /// holds a connection to those units' services must reconnect to them.
@@ -272,28 +268,18 @@ impl Resource {
             Resource::KeyValue { name, value, .. } => diff_value(name, value, seen, &mut push),
             Resource::ApiObject { object, .. } => diff_object(object, seen, &mut push),
             Resource::Route { via, .. } => {
-                // `10.2.1.0/24 via 172.30.1.121 dev eth0 ...`
-                let seen_via = seen.get("route").and_then(|r| {
-                    let mut words = r.split_whitespace();
-                    words.find(|w| *w == "via").and_then(|_| words.next())
-                });
-                if seen_via != Some(via.as_str()) {
+                let route = seen.get("route").map_or("", |r| r.trim());
+                if !via.matches(route) {
                     let kind = ChangeKind::Route {
-                        from: seen
-                            .get("route")
-                            .filter(|r| !r.is_empty())
-                            .map(|r| r.trim().to_string()),
-                        to: format!("via {via}"),
+                        from: Some(route.to_string()).filter(|r| !r.is_empty()),
+                        to: via.to_string(),
                     };
                     push(kind, None);
                 }
             }
-            Resource::Sysctl {
-                value, optional, ..
-            } => match (seen.get("value"), optional) {
-                (Some(v), _) if v.trim() == value => {}
-                (None, true) => {}
-                (seen_value, _) => push(
+            Resource::Sysctl { value, .. } => match seen.get("value") {
+                Some(v) if v.trim() == value => {}
+                seen_value => push(
                     ChangeKind::Sysctl {
                         from: seen_value.map_or("absent".into(), |v| v.trim().to_string()),
                         to: value.clone(),
@@ -426,11 +412,7 @@ impl Resource {
                 &format!("{kubectl} apply -f - >/dev/null"),
                 object.manifest().as_bytes(),
             ),
-            Resource::Route { destination, via } => format!(
-                "ip route replace {} via {}\n",
-                shell_quote(destination),
-                shell_quote(via)
-            ),
+            Resource::Route { destination, via } => via.replace_script(destination),
             Resource::Sysctl { key, value, .. } => format!(
                 "printf '%s\\n' {} > {}\n",
                 shell_quote(value),

@@ -102,7 +102,7 @@ fn service_restarts_only_on_a_changed_input() {
 fn a_missing_or_misrouted_route_is_a_change() {
     let r = Resource::Route {
         destination: "10.2.1.0/24".into(),
-        via: "172.30.1.121".into(),
+        via: Hop::Gateway("172.30.1.121".parse().unwrap()),
     };
     let ok = seen(&[("route", "10.2.1.0/24 via 172.30.1.121 dev eth0")]);
     assert!(r.diff(&ok, &[]).is_empty());
@@ -123,30 +123,20 @@ fn a_missing_or_misrouted_route_is_a_change() {
 }
 
 #[test]
-fn a_sysctl_with_another_value_is_a_change_unless_optional_and_absent() {
-    let sysctl = |optional| Resource::Sysctl {
+fn a_sysctl_with_another_value_or_absent_is_a_change() {
+    let sysctl = Resource::Sysctl {
         key: "net.ipv4.ip_forward".into(),
         value: "1".into(),
-        optional,
     };
-    assert!(sysctl(false).diff(&seen(&[("value", "1")]), &[]).is_empty());
-    let c = sysctl(false).diff(&seen(&[("value", "0")]), &[]);
+    assert!(sysctl.diff(&seen(&[("value", "1")]), &[]).is_empty());
+    let c = sysctl.diff(&seen(&[("value", "0")]), &[]);
     assert_eq!(c[0].summary(), "value 0 -> 1");
-    assert!(
-        sysctl(false)
-            .probe(3)
-            .contains("/proc/sys/net/ipv4/ip_forward")
-    );
+    assert!(sysctl.probe(3).contains("/proc/sys/net/ipv4/ip_forward"));
     assert_eq!(
-        sysctl(false).apply_script(&c),
+        sysctl.apply_script(&c),
         "printf '%s\\n' 1 > /proc/sys/net/ipv4/ip_forward\n"
     );
-    assert!(
-        sysctl(true)
-            .diff(&seen(&[("absent", "yes")]), &[])
-            .is_empty()
-    );
-    let c = sysctl(false).diff(&seen(&[("absent", "yes")]), &[]);
+    let c = sysctl.diff(&seen(&[("absent", "yes")]), &[]);
     assert_eq!(c[0].summary(), "value absent -> 1");
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::ROLE;
 use crate::cluster::Node;
 use crate::cluster::paths::unit_file;
-use crate::engine::{Resource, Task};
+use crate::engine::{Hop, Resource, Task};
 use crate::roles::builders::{service, task};
 use crate::roles::{InstallContext, RoleError};
 
@@ -51,7 +51,7 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
     ];
     routes.extend(t.peers.iter().map(|peer| Resource::Route {
         destination: peer.pod_cidr.to_string(),
-        via: peer.address.to_string(),
+        via: Hop::Gateway(peer.address),
     }));
     Ok(vec![
         task(ROLE, "CNI plugins", plugins),
