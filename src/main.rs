@@ -54,7 +54,13 @@ enum Command {
     /// Hand changes on the converged cluster that converge must find and repair.
     Drift { scenario: String },
     /// Run the smoke tests against the live cluster.
-    Verify { scenario: String },
+    Verify {
+        scenario: String,
+        /// Run only the checks whose names match this regular expression (repeatable);
+        /// `kubeforge list` shows a scenario's checks.
+        #[arg(long = "check", value_name = "PATTERN")]
+        checks: Vec<String>,
+    },
     /// Remove every host, network and volume of the scenario.
     Destroy { scenario: String },
     /// The whole sequence (create, syntax, converge, idempotence, verify, destroy).
@@ -107,7 +113,7 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Converge { scenario, .. }
         | Command::Idempotence { scenario }
         | Command::Drift { scenario }
-        | Command::Verify { scenario }
+        | Command::Verify { scenario, .. }
         | Command::Destroy { scenario }
         | Command::Test { scenario, .. }
         | Command::Login { scenario, .. }
@@ -146,14 +152,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Create { .. } => runner.run_step(Step::Create).await,
         Command::Syntax { .. } => runner.run_step(Step::Syntax).await,
         Command::Converge { check, tags, .. } => {
-            if let Some(bad) = tags
-                .iter()
-                .find(|t| *t != "test" && !kubeforge::roles::ROLES.contains(&t.as_str()))
-            {
-                log.error(format!(
-                    "unknown tag '{bad}' (tags: {}, test)",
-                    kubeforge::roles::ROLES.join(", ")
-                ));
+            if !known_tags(&tags, &log) {
                 return ExitCode::from(2);
             }
             // `--tags test` is the seeds' `make smoketest`: only the smoke tests run.
@@ -182,7 +181,13 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Idempotence { .. } => runner.run_step(Step::Idempotence).await,
         Command::Drift { .. } => runner.run_step(Step::Drift).await,
-        Command::Verify { .. } => runner.run_step(Step::Verify).await,
+        Command::Verify { checks, .. } => {
+            let Some(selection) = selection(&checks, &log) else {
+                return ExitCode::from(2);
+            };
+            runner.checks = selection;
+            runner.run_step(Step::Verify).await
+        }
         Command::Destroy { .. } => runner.run_step(Step::Destroy).await,
         Command::Test { destroy, .. } => {
             let steps = runner.scenario().sequence.clone();
@@ -215,6 +220,31 @@ async fn run(cli: Cli) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Whether every `--tags` value names a role (or `test`); says which does not.
+fn known_tags(tags: &[String], log: &Logger) -> bool {
+    let roles = kubeforge::roles::ROLES;
+    match tags
+        .iter()
+        .find(|t| *t != "test" && !roles.contains(&t.as_str()))
+    {
+        Some(bad) => {
+            log.error(format!(
+                "unknown tag '{bad}' (tags: {}, test)",
+                roles.join(", ")
+            ));
+            false
+        }
+        None => true,
+    }
+}
+
+/// The `--check` patterns as a selection; a bad pattern is said and refused.
+fn selection(patterns: &[String], log: &Logger) -> Option<kubeforge::verify::Selection> {
+    kubeforge::verify::Selection::new(patterns)
+        .map_err(|e| log.error(format!("--check: {e}")))
+        .ok()
 }
 
 fn write_junit(runner: &Runner, path: Option<&Path>, log: &Logger) {
@@ -259,6 +289,7 @@ fn kubectl(runner: &Runner, args: &[String], log: &Logger) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Every scenario with its hosts (or `not created`) and the checks it declares.
 fn list(root: &Path) -> ExitCode {
     for name in list_scenarios(root) {
         let dir = kubeforge::state::StateDir::for_scenario(root, &name);
@@ -275,6 +306,18 @@ fn list(root: &Path) -> ExitCode {
             })
             .unwrap_or_else(|| "not created".into());
         println!("{name:<20} {hosts}");
+        match Scenario::load_named(root, &name) {
+            Ok(scenario) => {
+                for c in &scenario.checks {
+                    let window = match c.within {
+                        0 => String::new(),
+                        s => format!(", within {s}s"),
+                    };
+                    println!("  check  {} ({}{window})", c.name, c.kind.key());
+                }
+            }
+            Err(e) => println!("  invalid: {e}"),
+        }
     }
     ExitCode::SUCCESS
 }

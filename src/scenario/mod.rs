@@ -7,6 +7,7 @@
 //! would install the scenario ([`Scenario::check_artifacts`]) in `bundle.rs`.
 
 mod bundle;
+pub mod checks;
 mod located;
 mod rules;
 mod settings;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use checks::{CheckEntry, DeclaredCheck};
 use located::{Locations, describe_yaml_error};
 use rules::Refusal;
 pub use settings::{
@@ -24,7 +26,8 @@ pub use settings::{
     Step, VagrantProvider,
 };
 
-/// A whole scenario: hosts, driver, cluster settings and the step sequence.
+/// A whole scenario: hosts, driver, cluster settings, its own workloads and checks, and
+/// the step sequence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
     pub name: String,
@@ -38,6 +41,8 @@ pub struct Scenario {
     pub artifacts: ArtifactSettings,
     /// The scenario's own Kubernetes manifests, applied after the cluster is up.
     pub workloads: Vec<Workload>,
+    /// The scenario's own checks, run by verify after the built-in ones.
+    pub checks: Vec<DeclaredCheck>,
     pub sequence: Vec<Step>,
     /// Where each setting is written, for errors found after parsing.
     #[serde(skip)]
@@ -65,6 +70,8 @@ struct ScenarioFile {
     artifacts: ArtifactSettings,
     #[serde(default)]
     workloads: Vec<PathBuf>,
+    #[serde(default)]
+    checks: Vec<CheckEntry>,
     #[serde(default = "settings::default_sequence")]
     sequence: Vec<Step>,
 }
@@ -136,13 +143,22 @@ impl Scenario {
             cluster: file.cluster,
             artifacts: file.artifacts,
             workloads: Vec::new(),
+            checks: Vec::new(),
             sequence: file.sequence,
             locations: Locations::of(text),
         };
+        scenario.checks = file
+            .checks
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.into_check(i))
+            .collect::<Result<_, _>>()
+            .map_err(|r| scenario.refused(r))?;
         rules::check(&scenario)
             .and_then(|()| rules::workloads_have_a_cluster(&scenario, file.workloads.len()))
             .map_err(|r| scenario.refused(r))?;
         scenario.workloads = scenario.read_workloads(&file.workloads)?;
+        rules::workloads(&scenario).map_err(|r| scenario.refused(r))?;
         Ok(scenario)
     }
 

@@ -6,17 +6,19 @@ use crate::cluster::Cluster;
 use crate::connections::Connections;
 use crate::report::CaseOutcome;
 use crate::state::ScenarioState;
-use crate::verify::{self, CheckResult, Verdict};
+use crate::verify::{self, CheckResult, Selection, Verdict};
 
 /// Every check's result, in the order they ran.
 pub struct VerifyOutput {
     pub results: Vec<CheckResult>,
 }
 
+/// Runs the checks `selection` wants (every check when it is empty).
 pub async fn run(
     ws: &Workspace,
     state: &ScenarioState,
     connections: &mut Connections,
+    selection: &Selection,
 ) -> Result<VerifyOutput, StepError> {
     let inventory = state
         .inventory
@@ -33,7 +35,10 @@ pub async fn run(
             r.check.name, r.check.host, r.seconds, r.detail
         )),
     };
-    let results = verify::run(&cluster, connections, &report).await;
+    let results = verify::run(&cluster, &ws.scenario, connections, selection, &report).await;
+    if results.is_empty() && !selection.is_all() {
+        return Err(StepError::NothingSelected(ws.scenario.name.clone()));
+    }
     Ok(VerifyOutput { results })
 }
 

@@ -7,6 +7,7 @@
 //! would fail later. The first rule broken is reported.
 
 mod artifacts;
+mod checks;
 mod drivers;
 mod etcd;
 mod groups;
@@ -15,6 +16,7 @@ mod networks;
 mod ports;
 mod sequence;
 mod versions;
+mod workloads;
 
 use super::Scenario;
 
@@ -47,7 +49,7 @@ type Rule = fn(&Scenario) -> Result<(), Refusal>;
 
 /// Every concern's rules, in the order a reader fixes things: the hosts and their groups
 /// first (later rules count nodes), then names, versions, etcd, address plans, drivers,
-/// ports, the step sequence and where artifacts come from.
+/// ports, the step sequence, where artifacts come from and the scenario's own checks.
 const RULES: &[Rule] = &[
     groups::check,
     names::check,
@@ -58,9 +60,12 @@ const RULES: &[Rule] = &[
     ports::check,
     sequence::check,
     artifacts::check,
+    checks::check,
 ];
 
 pub(crate) use groups::workloads_have_a_cluster;
+/// The rules on the workloads' objects, checked once their manifests are read.
+pub(crate) use workloads::check as workloads;
 
 /// The first rule `scenario` breaks.
 pub(crate) fn check(scenario: &Scenario) -> Result<(), Refusal> {
