@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// The sandbox (pause) image; kubelet's `--pod-infra-container-image` names the same one.
 pub const PAUSE: &str = "kubeforge.local/pause:3.4";
-/// Images of the guestbook verify check, imported on the workers (where its pods run).
+/// Images of the guestbook (the default scenario's workloads), imported on the workers.
 pub const REDIS: &str = "kubeforge.local/redis:7";
 pub const GUESTBOOK_FRONTEND: &str = "kubeforge.local/guestbook-frontend:v1";
 
