@@ -61,8 +61,6 @@ pub enum StepError {
     NotCreated(String),
     #[error("{0}")]
     Drift(String),
-    #[error("no check of scenario '{0}' matches --check (`kubeforge list` shows its checks)")]
-    NothingSelected(String),
 }
 
 /// A testcase a step reports beside its own: a verify check, something not exercised.

@@ -36,9 +36,6 @@ pub async fn run(
         )),
     };
     let results = verify::run(&cluster, &ws.scenario, connections, selection, &report).await;
-    if results.is_empty() && !selection.is_all() {
-        return Err(StepError::NothingSelected(ws.scenario.name.clone()));
-    }
     Ok(VerifyOutput { results })
 }
 
@@ -58,13 +55,21 @@ impl From<&VerifyOutput> for StepOutcome {
             .count();
         StepOutcome {
             summary: format!("{} checks passed, {skipped} skipped", total - skipped),
-            failure: (!failed.is_empty()).then(|| {
-                format!(
-                    "verify: {} of {total} checks failed: {}",
-                    failed.len(),
-                    failed.join("; ")
+            failure: if total == 0 {
+                // Only a --check that matches nothing leaves verify without a check.
+                Some(
+                    "verify: no check matches --check (`kubeforge list` shows a scenario's checks)"
+                        .into(),
                 )
-            }),
+            } else {
+                (!failed.is_empty()).then(|| {
+                    format!(
+                        "verify: {} of {total} checks failed: {}",
+                        failed.len(),
+                        failed.join("; ")
+                    )
+                })
+            },
             subcases: output
                 .results
                 .iter()
@@ -88,5 +93,22 @@ impl From<&VerifyOutput> for StepOutcome {
                 .collect(),
             properties: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_that_matches_nothing_fails_verify() {
+        let outcome = StepOutcome::from(&VerifyOutput {
+            results: Vec::new(),
+        });
+        assert!(
+            outcome
+                .failure
+                .is_some_and(|f| f.contains("no check matches --check")),
+        );
     }
 }
