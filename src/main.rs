@@ -56,7 +56,13 @@ enum Command {
     /// The scenario's faults: each made, served under, undone and converged.
     SideEffect { scenario: String },
     /// Run the smoke tests against the live cluster.
-    Verify { scenario: String },
+    Verify {
+        scenario: String,
+        /// Run only the checks whose names match this regular expression (repeatable);
+        /// `kubeforge list` shows a scenario's checks.
+        #[arg(long = "check", value_name = "PATTERN")]
+        checks: Vec<String>,
+    },
     /// Remove every host, network and volume of the scenario.
     Destroy { scenario: String },
     /// The whole sequence (create, syntax, converge, idempotence, verify, destroy).
@@ -110,7 +116,7 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Idempotence { scenario }
         | Command::Drift { scenario }
         | Command::SideEffect { scenario }
-        | Command::Verify { scenario }
+        | Command::Verify { scenario, .. }
         | Command::Destroy { scenario }
         | Command::Test { scenario, .. }
         | Command::Login { scenario, .. }
@@ -161,7 +167,13 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Idempotence { .. } => runner.run_step(Step::Idempotence).await,
         Command::Drift { .. } => runner.run_step(Step::Drift).await,
         Command::SideEffect { .. } => runner.run_step(Step::SideEffect).await,
-        Command::Verify { .. } => runner.run_step(Step::Verify).await,
+        Command::Verify { checks, .. } => {
+            let Some(selection) = selection(&checks, &log) else {
+                return ExitCode::from(2);
+            };
+            runner.checks = selection;
+            runner.run_step(Step::Verify).await
+        }
         Command::Destroy { .. } => runner.run_step(Step::Destroy).await,
         Command::Test { destroy, .. } => match test(&mut runner, destroy, &log).await {
             Some(ok) => ok,
@@ -242,6 +254,13 @@ async fn test(runner: &mut Runner, destroy: DestroyPolicy, log: &Logger) -> Opti
     outcome
 }
 
+/// The `--check` patterns as a selection; a bad pattern is said and refused.
+fn selection(patterns: &[String], log: &Logger) -> Option<kubeforge::verify::Selection> {
+    kubeforge::verify::Selection::new(patterns)
+        .map_err(|e| log.error(format!("--check: {e}")))
+        .ok()
+}
+
 fn write_junit(runner: &Runner, path: Option<&Path>, log: &Logger) {
     if let Some(path) = path {
         match runner.report.write_junit(path) {
@@ -284,6 +303,7 @@ fn kubectl(runner: &Runner, args: &[String], log: &Logger) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Every scenario with its hosts (or `not created`) and the checks it declares.
 fn list(root: &Path) -> ExitCode {
     for name in list_scenarios(root) {
         let dir = kubeforge::state::StateDir::for_scenario(root, &name);
@@ -300,6 +320,18 @@ fn list(root: &Path) -> ExitCode {
             })
             .unwrap_or_else(|| "not created".into());
         println!("{name:<20} {hosts}");
+        match Scenario::load_named(root, &name) {
+            Ok(scenario) => {
+                for c in &scenario.checks {
+                    let window = match c.within {
+                        0 => String::new(),
+                        s => format!(", within {s}s"),
+                    };
+                    println!("  check  {} ({}{window})", c.name, c.kind.key());
+                }
+            }
+            Err(e) => println!("  invalid: {e}"),
+        }
     }
     ExitCode::SUCCESS
 }

@@ -11,6 +11,7 @@ use crate::report::{CaseOutcome, CaseReport, Logger, RunReport};
 use crate::scenario::{Scenario, Step};
 use crate::state::{ScenarioState, StateDir, StateError, StepRecord};
 use crate::steps::{self, StepError, StepOutcome, SubCase, Workspace, converge::ConvergeOutput};
+use crate::verify::Selection;
 
 /// When `test` destroys the hosts at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +29,8 @@ pub struct Runner {
     pub report: RunReport,
     /// Limits converge to these roles (`--tags`).
     pub tags: Vec<String>,
+    /// Limits verify to the checks whose names match (`--check`).
+    pub checks: Selection,
 }
 
 impl Runner {
@@ -46,6 +49,7 @@ impl Runner {
             state,
             connections,
             tags: Vec::new(),
+            checks: Selection::default(),
         })
     }
 
@@ -155,7 +159,7 @@ impl Runner {
             Step::Idempotence => (&steps::idempotence::run(ws, state, conns).await?).into(),
             Step::Drift => (&steps::drift::run(ws, state, conns).await?).into(),
             Step::SideEffect => (&steps::side_effect::run(ws, state, conns).await?).into(),
-            Step::Verify => (&steps::verify::run(ws, state, conns).await?).into(),
+            Step::Verify => (&steps::verify::run(ws, state, conns, &self.checks).await?).into(),
             Step::Destroy => (&steps::destroy::run(ws, state, conns).await?).into(),
         })
     }

@@ -117,3 +117,49 @@ fn a_version_the_bundle_does_not_hold_exits_2_before_create() {
     );
     assert!(!dir.path().join("state").exists());
 }
+
+/// A scenario of the seeds' hosts with one declared check.
+const WITH_CHECK: &str = "platforms:
+  - {name: etcd-01, groups: [etcd]}
+  - {name: kube-master-01, groups: [kube-master]}
+checks:
+  - name: kubelet runs
+    unit: {on: nodes, name: kubelet.service, active: true}
+";
+
+#[test]
+fn a_malformed_check_exits_2_and_creates_nothing() {
+    let dir = project_with(&WITH_CHECK.replace("on: nodes", "on: kube-worker-01"));
+    bundle_for(dir.path(), "v1.20.2");
+    for command in ["test", "create", "verify"] {
+        let out = kubeforge(dir.path(), &[command, "bad"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("scenarios/bad/scenario.yml:6:16: check 'kubelet runs': no host or group 'kube-worker-01'"),
+            "{err}"
+        );
+    }
+    let dir = project_with(&WITH_CHECK.replace("active: true", "active: true, enabled: maybe"));
+    let out = kubeforge(dir.path(), &["test", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scenario.yml:6:"), "{err}");
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn a_bad_check_pattern_exits_2_and_list_shows_checks() {
+    let dir = project_with(WITH_CHECK);
+    let out = kubeforge(dir.path(), &["verify", "bad", "--check", "kubelet ("]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--check: regex parse error"), "{err}");
+    let out = kubeforge(dir.path(), &["list"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("bad") && listed.contains("  check  kubelet runs (unit)"),
+        "{listed}"
+    );
+}

@@ -51,6 +51,21 @@ fn run_scenario(root: &Path, name: &str) -> Result<(), Failed> {
             return Err(format!("{}: no testcase for step {step}", junit.display()).into());
         }
     }
+    // Every check the scenario declares ran (the run passed, so each passed), on each of
+    // its hosts for a group.
+    let scenario =
+        kubeforge::scenario::Scenario::load_named(root, name).map_err(|e| e.to_string())?;
+    for check in &scenario.checks {
+        let testcase = format!("name=\"verify: {}", xml_escape(&check.name));
+        if !xml.contains(&testcase) {
+            return Err(format!(
+                "{}: no testcase for check '{}'",
+                junit.display(),
+                check.name
+            )
+            .into());
+        }
+    }
     // Keys never reach a report or a log, verbose lines included.
     let text = std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     for (file, content) in [(&junit, &xml), (&log, &text)] {
@@ -59,6 +74,15 @@ fn run_scenario(root: &Path, name: &str) -> Result<(), Failed> {
         }
     }
     Ok(())
+}
+
+/// `text` as a JUnit attribute holds it.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// The first private key or unredacted key data in `text`, if any.

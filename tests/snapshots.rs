@@ -237,3 +237,33 @@ fn no_snapshot_holds_a_secret() {
     }
     assert!(leaks.is_empty(), "snapshots holding secrets: {leaks:?}");
 }
+
+/// What the default scenario's declared checks run, host by host (with `${RUN}` as `run0`):
+/// a change to how a kind is rendered shows here as a diff to review.
+#[test]
+fn the_default_scenario_s_check_commands_are_pinned() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scenario = Scenario::load_named(root, "default").unwrap();
+    let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
+    let mut text = String::new();
+    for (i, declared) in scenario.checks.iter().enumerate() {
+        for check in
+            kubeforge::verify::declared::checks_of(&cluster, &scenario, i, declared, "run0")
+        {
+            text += &format!(
+                "## {} (on {}, within {}s, timeout {}s)\n",
+                check.name,
+                check.host,
+                check.within.as_secs(),
+                check.timeout.as_secs()
+            );
+            if let Some(lookup) = &check.lookup {
+                text += &format!("lookup on {}: {}\n", lookup.host, lookup.command);
+            }
+            text += &format!("{}\n\n", check.command);
+        }
+    }
+    insta::with_settings!({ snapshot_path => root.join("tests/snapshots"), prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("default@checks", text);
+    });
+}

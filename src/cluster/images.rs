@@ -8,7 +8,7 @@ use serde::Serialize;
 pub const PAUSE: &str = "kubeforge.local/pause:3.4";
 /// The API servers' load balancer on every node of a cluster with several masters.
 pub const HAPROXY: &str = "kubeforge.local/haproxy:2.6";
-/// Images of the guestbook verify check, imported on the workers (where its pods run).
+/// Images of the guestbook (the default scenario's workloads), imported on the workers.
 pub const REDIS: &str = "kubeforge.local/redis:7";
 pub const GUESTBOOK_FRONTEND: &str = "kubeforge.local/guestbook-frontend:v1";
 

@@ -22,19 +22,15 @@ use crate::timeouts::TimeoutScale;
 
 /// Prefix length of each node's pod CIDR.
 pub const NODE_CIDR_PREFIX: u8 = 24;
-/// Offsets into the service range of the fixed ClusterIPs verify gives the guestbook's
-/// leader, follower and frontend Services (there is no cluster DNS: pods are told these
-/// addresses).
-pub const GUESTBOOK_SERVICE_OFFSETS: [u32; 3] = [201, 202, 203];
 /// Offset of the probe Service of the first Kubernetes node; the n-th node's is n further.
 pub const PROBE_SERVICE_OFFSET: u32 = 210;
 
 /// Every offset into the service range verify gives a Service of its own, for a cluster
-/// of `nodes` Kubernetes nodes: no other Service (the DNS one) may take these addresses.
+/// of `nodes` Kubernetes nodes: no other Service (the DNS one, a workload's) may take
+/// these addresses.
 pub fn verify_service_offsets(nodes: usize) -> Vec<u32> {
-    GUESTBOOK_SERVICE_OFFSETS
-        .into_iter()
-        .chain((0..nodes as u32).map(|i| PROBE_SERVICE_OFFSET + i))
+    (0..nodes as u32)
+        .map(|i| PROBE_SERVICE_OFFSET + i)
         .collect()
 }
 

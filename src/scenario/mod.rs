@@ -7,6 +7,7 @@
 //! would install the scenario ([`Scenario::check_artifacts`]) in `bundle.rs`.
 
 mod bundle;
+pub mod checks;
 mod located;
 mod rules;
 mod settings;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use checks::{CheckEntry, DeclaredCheck};
 use located::{Locations, describe_yaml_error};
 use rules::Refusal;
 
@@ -26,7 +28,8 @@ pub use settings::{
     Platform, PodNetwork, Step, VagrantProvider,
 };
 
-/// A whole scenario: hosts, driver, cluster settings and the step sequence.
+/// A whole scenario: hosts, driver, cluster settings, its own workloads and checks, and
+/// the step sequence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
     pub name: String,
@@ -42,6 +45,8 @@ pub struct Scenario {
     pub workloads: Vec<Workload>,
     /// What the `side_effect` step does to the running cluster.
     pub faults: Vec<Fault>,
+    /// The scenario's own checks, run by verify after the built-in ones.
+    pub checks: Vec<DeclaredCheck>,
     pub sequence: Vec<Step>,
     /// The factor every timeout is multiplied by: the file's `timeout_scale`, else the
     /// driver's (see [`DriverConfig::timeout_scale`]).
@@ -74,6 +79,8 @@ struct ScenarioFile {
     workloads: Vec<PathBuf>,
     #[serde(default)]
     faults: Vec<Fault>,
+    #[serde(default)]
+    checks: Vec<CheckEntry>,
     #[serde(default = "settings::default_sequence")]
     sequence: Vec<Step>,
     #[serde(default)]
@@ -151,14 +158,23 @@ impl Scenario {
             artifacts: file.artifacts,
             workloads: Vec::new(),
             faults: file.faults,
+            checks: Vec::new(),
             sequence: file.sequence,
             timeout_scale,
             locations: Locations::of(text),
         };
+        scenario.checks = file
+            .checks
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.into_check(i))
+            .collect::<Result<_, _>>()
+            .map_err(|r| scenario.refused(r))?;
         rules::check(&scenario)
             .and_then(|()| rules::workloads_have_a_cluster(&scenario, file.workloads.len()))
             .map_err(|r| scenario.refused(r))?;
         scenario.workloads = scenario.read_workloads(&file.workloads)?;
+        rules::workloads(&scenario).map_err(|r| scenario.refused(r))?;
         Ok(scenario)
     }
 

@@ -6,17 +6,19 @@ use crate::cluster::Cluster;
 use crate::connections::Connections;
 use crate::report::CaseOutcome;
 use crate::state::ScenarioState;
-use crate::verify::{self, CheckResult, Verdict};
+use crate::verify::{self, CheckResult, Selection, Verdict};
 
 /// Every check's result, in the order they ran.
 pub struct VerifyOutput {
     pub results: Vec<CheckResult>,
 }
 
+/// Runs the checks `selection` wants (every check when it is empty).
 pub async fn run(
     ws: &Workspace,
     state: &ScenarioState,
     connections: &mut Connections,
+    selection: &Selection,
 ) -> Result<VerifyOutput, StepError> {
     let inventory = state
         .inventory
@@ -33,7 +35,7 @@ pub async fn run(
             r.check.name, r.check.host, r.seconds, r.detail
         )),
     };
-    let results = verify::run(&cluster, connections, &report).await;
+    let results = verify::run(&cluster, &ws.scenario, connections, selection, &report).await;
     Ok(VerifyOutput { results })
 }
 
@@ -53,13 +55,21 @@ impl From<&VerifyOutput> for StepOutcome {
             .count();
         StepOutcome {
             summary: format!("{} checks passed, {skipped} skipped", total - skipped),
-            failure: (!failed.is_empty()).then(|| {
-                format!(
-                    "verify: {} of {total} checks failed: {}",
-                    failed.len(),
-                    failed.join("; ")
+            failure: if total == 0 {
+                // Only a --check that matches nothing leaves verify without a check.
+                Some(
+                    "verify: no check matches --check (`kubeforge list` shows a scenario's checks)"
+                        .into(),
                 )
-            }),
+            } else {
+                (!failed.is_empty()).then(|| {
+                    format!(
+                        "verify: {} of {total} checks failed: {}",
+                        failed.len(),
+                        failed.join("; ")
+                    )
+                })
+            },
             subcases: output
                 .results
                 .iter()
@@ -83,5 +93,22 @@ impl From<&VerifyOutput> for StepOutcome {
                 .collect(),
             properties: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_that_matches_nothing_fails_verify() {
+        let outcome = StepOutcome::from(&VerifyOutput {
+            results: Vec::new(),
+        });
+        assert!(
+            outcome
+                .failure
+                .is_some_and(|f| f.contains("no check matches --check")),
+        );
     }
 }

@@ -2,12 +2,12 @@
 //! a listener in each that answers with the address it saw, then from every node's pod to
 //! every other node's pod, by pod IP and through a ClusterIP Service, the answer must be the
 //! client pod's own address (no NAT); and every node's host network reaches a pod on
-//! another node.
+//! another node, by its address and through its Service.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::{Check, CheckResult, Expect, Verdict, run_stage};
+use super::{Check, CheckResult, Expect, Selection, Verdict, run_stage};
 use crate::cluster::commands::{ctr, kubectl};
 use crate::cluster::images::PAUSE;
 use crate::cluster::{Cluster, Node, PROBE_SERVICE_OFFSET as SERVICE_OFFSET};
@@ -21,8 +21,13 @@ const WINDOW: u64 = 20;
 
 /// PID of a running task of pod `pod` on this node: a way into the pod's network namespace.
 pub(super) fn pod_pid(pod: &str) -> String {
+    task_pid(&format!("'labels.\"io.kubernetes.pod.name\"=={pod}'"))
+}
+
+/// PID of a running task of the containers `filter` (one shell word: a ctr filter) finds.
+pub(super) fn task_pid(filter: &str) -> String {
     format!(
-        "$({ctr} task ls | awk -v ids=\"$({ctr} containers ls -q 'labels.\"io.kubernetes.pod.name\"=={pod}' | tr '\\n' ' ')\" 'BEGIN {{ n = split(ids, a, \" \"); for (i = 1; i <= n; i++) want[a[i]] = 1 }} want[$1] && $3 == \"RUNNING\" {{ print $2; exit }}')",
+        "$({ctr} task ls | awk -v ids=\"$({ctr} containers ls -q {filter} | tr '\\n' ' ')\" 'BEGIN {{ n = split(ids, a, \" \"); for (i = 1; i <= n; i++) want[a[i]] = 1 }} want[$1] && $3 == \"RUNNING\" {{ print $2; exit }}')",
         ctr = ctr()
     )
 }
@@ -61,14 +66,23 @@ fn probe_objects(cluster: &Cluster, services: &[Ipv4Addr]) -> serde_json::Value 
     serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items })
 }
 
+/// The probes, the listeners and every selected connection between nodes; nothing when
+/// `selection` wants none of these checks.
 pub(super) async fn run(
     cluster: &Cluster,
     connections: &Connections,
+    selection: &Selection,
     report: &(dyn Fn(&CheckResult) + Sync),
 ) -> Vec<CheckResult> {
     let Some(master) = cluster.first_master() else {
         return Vec::new();
     };
+    let support = ["probe pod", "listener", "probe pods and Services deleted"];
+    let wanted = pairs(cluster).iter().any(|p| selection.wants(&p.name))
+        || support.iter().any(|s| selection.wants(s));
+    if !wanted {
+        return Vec::new();
+    }
     let n = cluster.nodes.len();
     let services: Option<Vec<Ipv4Addr>> = (0..n as u32)
         .map(|i| cluster.settings.service_range.nth(SERVICE_OFFSET + i))
@@ -111,7 +125,7 @@ pub(super) async fn run(
     results.extend(run_stage(listeners, connections, report).await);
     results.extend(
         run_stage(
-            connections_between(cluster, &pods, &services),
+            connections_between(cluster, &pods, &services, selection),
             connections,
             report,
         )
@@ -232,51 +246,92 @@ fn connect(from: &Node, in_pod: bool, target: &str, name: String, expect: String
     .within(WINDOW)
 }
 
+/// One connection check: from a node's probe pod (or its host network) to another node's
+/// pod, by pod IP or through that pod's Service.
+struct Pair<'a> {
+    from: &'a Node,
+    to: &'a Node,
+    in_pod: bool,
+    via_service: bool,
+    name: String,
+}
+
 /// Every ordered pair of nodes: by pod IP and through the target's Service; and each node's
-/// host network to the next node's pod.
-fn connections_between(
-    cluster: &Cluster,
-    pods: &BTreeMap<String, Ipv4Addr>,
-    services: &[Ipv4Addr],
-) -> Vec<Check> {
+/// host network to the next node's pod, by pod IP and through its Service (a host needs a
+/// route to the service range for that). Names only: addresses are known once pods run.
+fn pairs(cluster: &Cluster) -> Vec<Pair<'_>> {
     let nodes = &cluster.nodes;
     let mut out = Vec::new();
     for a in nodes {
-        let mine = pods[&a.name].to_string();
-        for (b, service) in nodes.iter().zip(services).filter(|(b, _)| b.name != a.name) {
-            out.push(connect(
-                a,
-                true,
-                &pods[&b.name].to_string(),
-                format!(
-                    "pod on {} reaches pod on {} by pod IP (no NAT)",
-                    a.name, b.name
-                ),
-                mine.clone(),
-            ));
-            out.push(connect(
-                a,
-                true,
-                &service.to_string(),
-                format!(
-                    "pod on {} reaches pod on {} through a ClusterIP Service (no NAT)",
-                    a.name, b.name
-                ),
-                mine.clone(),
-            ));
+        for b in nodes.iter().filter(|b| b.name != a.name) {
+            for via_service in [false, true] {
+                let how = if via_service {
+                    "through a ClusterIP Service"
+                } else {
+                    "by pod IP"
+                };
+                out.push(Pair {
+                    from: a,
+                    to: b,
+                    in_pod: true,
+                    via_service,
+                    name: format!("pod on {} reaches pod on {} {how} (no NAT)", a.name, b.name),
+                });
+            }
         }
     }
     for (i, a) in nodes.iter().enumerate() {
         let b = &nodes[(i + 1) % nodes.len()];
-        out.push(connect(
-            a,
-            false,
-            &pods[&b.name].to_string(),
-            format!("host network of {} reaches the pod on {}", a.name, b.name),
-            a.address.to_string(),
-        ));
+        for via_service in [false, true] {
+            let how = if via_service {
+                "through its ClusterIP Service"
+            } else {
+                "by pod IP"
+            };
+            out.push(Pair {
+                from: a,
+                to: b,
+                in_pod: false,
+                via_service,
+                name: format!(
+                    "host network of {} reaches the pod on {} {how}",
+                    a.name, b.name
+                ),
+            });
+        }
     }
     out
+}
+
+/// The selected pairs as checks: each expects the client's own address (its pod's, or its
+/// host's from the host network).
+fn connections_between(
+    cluster: &Cluster,
+    pods: &BTreeMap<String, Ipv4Addr>,
+    services: &[Ipv4Addr],
+    selection: &Selection,
+) -> Vec<Check> {
+    let service_of = |node: &Node| {
+        let i = cluster.nodes.iter().position(|n| n.name == node.name);
+        i.map(|i| services[i]).expect("a service per node")
+    };
+    pairs(cluster)
+        .into_iter()
+        .filter(|p| selection.wants(&p.name))
+        .map(|p| {
+            let target = if p.via_service {
+                service_of(p.to)
+            } else {
+                pods[&p.to.name]
+            };
+            let mine = if p.in_pod {
+                pods[&p.from.name].to_string()
+            } else {
+                p.from.address.to_string()
+            };
+            connect(p.from, p.in_pod, &target.to_string(), p.name, mine)
+        })
+        .collect()
 }
 
 fn cleanup(master: &Node) -> Check {

@@ -7,6 +7,7 @@
 //! would fail later. The first rule broken is reported.
 
 mod artifacts;
+mod checks;
 mod drivers;
 mod etcd;
 mod faults;
@@ -16,6 +17,7 @@ mod networks;
 mod ports;
 mod sequence;
 mod versions;
+mod workloads;
 
 use super::Scenario;
 
@@ -48,7 +50,7 @@ type Rule = fn(&Scenario) -> Result<(), Refusal>;
 
 /// Every concern's rules, in the order a reader fixes things: the hosts and their groups
 /// first (later rules count nodes), then names, versions, etcd, address plans, drivers,
-/// ports, the step sequence and where artifacts come from.
+/// ports, the step sequence, where artifacts come from and the scenario's own checks.
 const RULES: &[Rule] = &[
     groups::check,
     names::check,
@@ -60,9 +62,12 @@ const RULES: &[Rule] = &[
     sequence::check,
     faults::check,
     artifacts::check,
+    checks::check,
 ];
 
 pub(crate) use groups::workloads_have_a_cluster;
+/// The rules on the workloads' objects, checked once their manifests are read.
+pub(crate) use workloads::check as workloads;
 
 /// The first rule `scenario` breaks.
 pub(crate) fn check(scenario: &Scenario) -> Result<(), Refusal> {
