@@ -1,12 +1,15 @@
 //! The converge engine: facts, then a diff, then only the difference is applied.
 //!
 //! A run is a list of [`Phase`]s (k0sctl-style ordered phases over hosts). In a phase each
-//! host gets one facts round trip (every resource of every task probed by one script), the
-//! diff is computed locally, and the changes go back in one apply script (plus one streamed
-//! upload per changed binary). Check mode stops after the diff.
+//! host gets one facts round trip (every resource of every task probed by one script, see
+//! [`facts`]), the diff is computed locally, and the changes go back in one apply script
+//! (plus one streamed upload per changed binary). Check mode stops after the diff; since it
+//! changes nothing, the facts of all its phases can be gathered up front, in one round trip
+//! per host ([`gather`]), and handed to each phase's [`run_host`].
 
 mod api_object;
 mod change;
+mod facts;
 pub mod resource;
 mod route;
 mod transport;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 pub use api_object::ManifestError;
 pub use change::{Change, ChangeKind, RestartReason};
+pub use facts::{Facts, gather};
 pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource};
 pub use route::Hop;
 pub use transport::{ExecOutput, Transport, TransportError};
@@ -146,18 +150,19 @@ kf_wait() { kf_i=0; while [ "$kf_i" -lt "$1" ]; do if sh -c "$2" >/dev/null 2>&1
 mkdir -p /var/lib/kubeforge/restart-pending
 "#;
 
-const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
 const APPLY_TIMEOUT: Duration = Duration::from_secs(900);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// Converges (or checks) one host's plan: one facts round trip, then at most one apply
-/// script and one upload per changed binary.
+/// Converges (or checks) one host's plan: one facts round trip (none when `facts` were
+/// gathered already, with other plans of the host), then at most one apply script and one
+/// upload per changed binary.
 /// `restarted` holds the units (re)started earlier in this run on any host, for handlers.
 pub async fn run_host<T: Transport>(
     transport: &T,
     plan: &HostPlan,
     mode: Mode,
     restarted: &BTreeSet<String>,
+    facts: Option<Facts>,
 ) -> Result<HostReport, EngineError> {
     let host = plan.host.clone();
     let resources: Vec<(usize, &Resource)> = plan
@@ -174,8 +179,12 @@ pub async fn run_host<T: Transport>(
         return Ok(report);
     }
 
-    let facts = gather_facts(transport, plan, &resources).await?;
-    report.round_trips += 1;
+    let facts = match facts {
+        Some(f) => f,
+        None => gather(transport, &host, &[plan]).await?.remove(0),
+    };
+    report.round_trips += facts.round_trips;
+    let facts = facts.observed;
 
     let per_resource = diff_all(plan, &resources, &facts, restarted);
     report.restarted = resources
@@ -329,68 +338,6 @@ fn with_task(e: EngineError, task: &str) -> EngineError {
         },
         other => other,
     }
-}
-
-async fn gather_facts<T: Transport>(
-    transport: &T,
-    plan: &HostPlan,
-    resources: &[(usize, &Resource)],
-) -> Result<BTreeMap<usize, Observation>, EngineError> {
-    let host = plan.host.as_str();
-    let mut script = String::from("export LC_ALL=C\n");
-    for (i, (_, r)) in resources.iter().enumerate() {
-        script.push_str(&r.probe(i));
-    }
-    let out = transport
-        .exec_root("sh -s", Some(script.as_bytes()), FACTS_TIMEOUT)
-        .await
-        .map_err(|source| EngineError::Transport {
-            host: host.to_string(),
-            what: "gather facts",
-            tasks: quoted(
-                &plan
-                    .tasks
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            source,
-        })?;
-    if out.status != 0 {
-        return Err(EngineError::Facts {
-            host: host.to_string(),
-            status: out.status,
-            stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
-        });
-    }
-    Ok(parse_facts(&String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Parses `KF <id> <field> [value]` lines; anything else is ignored.
-fn parse_facts(stdout: &str) -> BTreeMap<usize, Observation> {
-    let mut facts: BTreeMap<usize, Observation> = BTreeMap::new();
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("KF ") else {
-            continue;
-        };
-        let mut parts = rest.splitn(3, ' ');
-        let (Some(id), Some(field)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(id) = id.parse::<usize>() else {
-            continue;
-        };
-        let value = parts.next().unwrap_or("").trim_end().to_string();
-        if field == "value-absent" {
-            facts.entry(id).or_default();
-            continue;
-        }
-        facts
-            .entry(id)
-            .or_default()
-            .insert(field.to_string(), value);
-    }
-    facts
 }
 
 fn apply_script(resources: &[(usize, &Resource)], per_resource: &[Vec<Change>]) -> String {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Runs the engine's scripts with the machine's own `sh` (tests run as root in CI; ownership
 /// is set to the current user so they also pass unprivileged).
-struct LocalShell;
+pub(super) struct LocalShell;
 
 impl Transport for LocalShell {
     async fn exec_root(
@@ -57,12 +57,12 @@ fn me() -> (String, String) {
     (out("-un"), out("-gn"))
 }
 
-fn perms(mode: u32) -> Perms {
+pub(super) fn perms(mode: u32) -> Perms {
     let (owner, group) = me();
     Perms { mode, owner, group }
 }
 
-fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
+pub(super) fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
     let d = dir.display();
     let bin_sha = crate::files::sha256_hex(&std::fs::read(binary).unwrap());
     HostPlan {
@@ -127,13 +127,13 @@ fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
     }
 }
 
-async fn run(plan: &HostPlan, mode: Mode) -> HostReport {
-    run_host(&LocalShell, plan, mode, &Default::default())
+pub(super) async fn run(plan: &HostPlan, mode: Mode) -> HostReport {
+    run_host(&LocalShell, plan, mode, &Default::default(), None)
         .await
         .expect("engine run")
 }
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+pub(super) fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("tool.src");
     std::fs::write(&bin, vec![7u8; 300_000]).unwrap();
@@ -245,7 +245,7 @@ async fn a_failing_step_names_the_task_and_leaves_no_partial_file() {
             guard: Guard::Creates(format!("{d}/never")),
         }],
     });
-    let err = run_host(&LocalShell, &p, Mode::Apply, &Default::default())
+    let err = run_host(&LocalShell, &p, Mode::Apply, &Default::default(), None)
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -260,6 +260,10 @@ async fn a_failing_step_names_the_task_and_leaves_no_partial_file() {
         .filter(|e| e.file_name().to_string_lossy().contains("kf-tmp"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+fn parse_facts(stdout: &str) -> BTreeMap<usize, Observation> {
+    facts::parse(stdout)
 }
 
 #[test]
@@ -498,7 +502,7 @@ async fn a_host_that_drops_is_named_with_the_tasks_it_was_applying() {
     let dropping = DroppingShell {
         calls: Default::default(),
     };
-    let err = run_host(&dropping, &p, Mode::Apply, &Default::default())
+    let err = run_host(&dropping, &p, Mode::Apply, &Default::default(), None)
         .await
         .unwrap_err()
         .to_string();

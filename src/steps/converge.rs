@@ -1,13 +1,14 @@
 //! `converge`: the installer's plan, phase by phase over the hosts (hosts of a phase run
-//! concurrently); in check mode only the plan, with diffs. Apply mode also writes the admin
-//! kubeconfig for `kubeforge kubectl` and reports what the plan leaves out.
+//! concurrently); in check mode only the plan, with diffs, from facts gathered for every
+//! phase at once (one round trip per host). Apply mode also writes the admin kubeconfig
+//! for `kubeforge kubectl` and reports what the plan leaves out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use super::{StepError, StepOutcome, SubCase, Workspace};
 use crate::connections::Connections;
-use crate::engine::{self, Change, ChangeKind, HostReport, Mode, TaskReport};
+use crate::engine::{self, Change, ChangeKind, Facts, HostReport, Mode, TaskReport};
 use crate::report::CaseOutcome;
 use crate::roles::NotExercised;
 use crate::state::ScenarioState;
@@ -66,6 +67,11 @@ pub async fn run(
             .info(describe_changes(std::slice::from_ref(&local), false));
         hosts.push(local);
     }
+    // Check mode changes nothing between phases: every phase's facts at once.
+    let mut gathered = match mode {
+        Mode::Check => gather_all(ws, connections, &plan.phases).await?,
+        Mode::Apply => BTreeMap::new(),
+    };
     // Units (re)started so far on any host: later phases' handlers react to them.
     let mut restarted = std::collections::BTreeSet::new();
     for phase in &plan.phases {
@@ -73,16 +79,15 @@ pub async fn run(
         let sessions = phase
             .hosts
             .iter()
-            .map(|hp| connections.session(&hp.host))
+            .map(|hp| {
+                let facts = gathered.get_mut(&hp.host).and_then(VecDeque::pop_front);
+                connections.session(&hp.host).map(|s| (s, facts))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let so_far = &restarted;
-        let results = futures::future::join_all(
-            phase
-                .hosts
-                .iter()
-                .zip(sessions)
-                .map(|(hp, s)| async move { engine::run_host(&s, hp, mode, so_far).await }),
-        )
+        let results = futures::future::join_all(phase.hosts.iter().zip(sessions).map(
+            |(hp, (s, facts))| async move { engine::run_host(&s, hp, mode, so_far, facts).await },
+        ))
         .await;
         let reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         restarted.extend(reports.iter().flat_map(|r| r.restarted.iter().cloned()));
@@ -126,6 +131,41 @@ pub async fn run(
     }
     ws.say(StepOutcome::from(&output).summary);
     Ok(output)
+}
+
+/// Every phase's facts of every host, one round trip per host (hosts concurrently): per
+/// host, the facts of its plans in phase order.
+async fn gather_all(
+    ws: &Workspace,
+    connections: &Connections,
+    phases: &[engine::Phase],
+) -> Result<BTreeMap<String, VecDeque<Facts>>, StepError> {
+    let start = Instant::now();
+    let mut plans: BTreeMap<&str, Vec<&engine::HostPlan>> = BTreeMap::new();
+    for hp in phases.iter().flat_map(|p| &p.hosts) {
+        plans.entry(hp.host.as_str()).or_default().push(hp);
+    }
+    let sessions = plans
+        .keys()
+        .map(|host| connections.session(host))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gathered = futures::future::join_all(plans.iter().zip(sessions).map(
+        |((host, plans), s)| async move {
+            engine::gather(&s, host, plans)
+                .await
+                .map(|facts| (host.to_string(), VecDeque::from(facts)))
+        },
+    ))
+    .await
+    .into_iter()
+    .collect::<Result<BTreeMap<_, _>, _>>()?;
+    ws.say(format!(
+        "facts of {} phase(s) gathered from {} host(s) in {:.1}s",
+        phases.len(),
+        gathered.len(),
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(gathered)
 }
 
 /// The PKI files the plan made, as the control machine's changes (never shown: keys).
