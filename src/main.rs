@@ -48,9 +48,15 @@ enum Command {
         /// the smoke tests.
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
+        #[command(flatten)]
+        hashing: HashingArgs,
     },
     /// Check mode after converge: fails unless zero changes are planned.
-    Idempotence { scenario: String },
+    Idempotence {
+        scenario: String,
+        #[command(flatten)]
+        hashing: HashingArgs,
+    },
     /// Hand changes on the converged cluster that converge must find and repair.
     Drift { scenario: String },
     /// The scenario's faults: each made, served under, undone and converged.
@@ -85,6 +91,15 @@ enum Command {
     List,
 }
 
+/// How converge and idempotence compare file contents.
+#[derive(clap::Args)]
+struct HashingArgs {
+    /// Hash every managed file on the hosts, whatever their hash index says (it records
+    /// size, mtime, ctime, inode and sha256 of each file, and is trusted while they match).
+    #[arg(long)]
+    full_hash: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -113,7 +128,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Create { scenario }
         | Command::Syntax { scenario }
         | Command::Converge { scenario, .. }
-        | Command::Idempotence { scenario }
+        | Command::Idempotence { scenario, .. }
         | Command::Drift { scenario }
         | Command::SideEffect { scenario }
         | Command::Verify { scenario, .. }
@@ -155,7 +170,13 @@ async fn run(cli: Cli) -> ExitCode {
     let ok = match cli.command {
         Command::Create { .. } => runner.run_step(Step::Create).await,
         Command::Syntax { .. } => runner.run_step(Step::Syntax).await,
-        Command::Converge { check, tags, .. } => {
+        Command::Converge {
+            check,
+            tags,
+            hashing,
+            ..
+        } => {
+            runner.full_hash = hashing.full_hash;
             match converge(&mut runner, check, tags, &log).await {
                 Ok(ok) => ok,
                 Err(code) => {
@@ -164,7 +185,10 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Idempotence { .. } => runner.run_step(Step::Idempotence).await,
+        Command::Idempotence { hashing, .. } => {
+            runner.full_hash = hashing.full_hash;
+            runner.run_step(Step::Idempotence).await
+        }
         Command::Drift { .. } => runner.run_step(Step::Drift).await,
         Command::SideEffect { .. } => runner.run_step(Step::SideEffect).await,
         Command::Verify { checks, .. } => {

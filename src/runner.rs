@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::connections::Connections;
-use crate::engine::Mode;
+use crate::engine::{Mode, Options};
 use crate::report::{CaseOutcome, CaseReport, Logger, RunReport};
 use crate::scenario::{Scenario, Step};
 use crate::state::{ScenarioState, StateDir, StateError, StepRecord};
@@ -31,6 +31,9 @@ pub struct Runner {
     pub tags: Vec<String>,
     /// Limits verify to the checks whose names match (`--check`).
     pub checks: Selection,
+    /// Converge and idempotence hash every managed file, whatever the hosts' hash index
+    /// says (`--full-hash`).
+    pub full_hash: bool,
 }
 
 impl Runner {
@@ -50,6 +53,7 @@ impl Runner {
             connections,
             tags: Vec::new(),
             checks: Selection::default(),
+            full_hash: false,
         })
     }
 
@@ -150,13 +154,17 @@ impl Runner {
 
     async fn dispatch(&mut self, step: Step) -> Result<StepOutcome, StepError> {
         let (ws, state, conns) = (&self.ws, &mut self.state, &mut self.connections);
+        let full_hash = self.full_hash;
         Ok(match step {
             Step::Create => (&steps::create::run(ws, state, conns).await?).into(),
             Step::Syntax => (&steps::syntax::run(ws, state).await?).into(),
             Step::Converge => {
-                (&steps::converge::run(ws, state, conns, Mode::Apply, &self.tags).await?).into()
+                let options = Options::installer(Mode::Apply, full_hash);
+                (&steps::converge::run(ws, state, conns, &options, &self.tags).await?).into()
             }
-            Step::Idempotence => (&steps::idempotence::run(ws, state, conns).await?).into(),
+            Step::Idempotence => {
+                (&steps::idempotence::run(ws, state, conns, full_hash).await?).into()
+            }
             Step::Drift => (&steps::drift::run(ws, state, conns).await?).into(),
             Step::SideEffect => (&steps::side_effect::run(ws, state, conns).await?).into(),
             Step::Verify => (&steps::verify::run(ws, state, conns, &self.checks).await?).into(),
@@ -170,7 +178,7 @@ impl Runner {
             &self.ws,
             &self.state,
             &mut self.connections,
-            Mode::Check,
+            &Options::installer(Mode::Check, self.full_hash),
             &self.tags,
         )
         .await

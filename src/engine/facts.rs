@@ -1,17 +1,45 @@
 //! Facts: what a host has, observed by one script in one round trip.
 //!
-//! Each resource prints its facts as `KF <id> <field> <value>` lines (see
-//! [`Resource::probe`]); one script runs the probes of every resource of a plan, or of
-//! several plans of a host (every phase of a check-mode run) at once.
+//! Each resource says how it is observed ([`Probe`]): paths are gathered so that one `stat`
+//! covers every managed path of the host (a sha256 only for the files whose stat differs
+//! from the host's hash index, see [`super::hash_index`]); the other resources print their
+//! own lines. Facts come back as `KF <id> <field> <value>` lines. The resources of several
+//! plans of a host (every phase of a check-mode run) can be observed by one script.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::resource::{Observation, Resource};
+use super::hash_index::{Hashing, KEY_FORMAT};
+use super::resource::{MAX_DIFF_BYTES, Observation, Resource};
 use super::transport::Transport;
 use super::{EngineError, HostPlan, quoted, tail};
+use crate::ssh::shell_quote;
 
 const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How the facts script observes one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// A path's type (`type`: file, dir, link, other, none), and `perms` (`644 root root`).
+    Path { path: String, want: Want },
+    /// Shell lines that print the resource's `KF <id> <field> <value>` facts; they only
+    /// read, and never fail the script.
+    Lines(String),
+    /// Nothing to observe.
+    Nothing,
+}
+
+/// What else a [`Probe::Path`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// Type and perms only.
+    Kind,
+    /// A link's `target` too.
+    Target,
+    /// A file's `sha` (sha256), and when it is not `sha256` and `show` holds, its `content`
+    /// (base64, at most [`MAX_DIFF_BYTES`]) for a diff.
+    Sha256 { sha256: String, show: bool },
+}
 
 /// What one plan's resources were found to be, by their index in the plan.
 #[derive(Debug, Clone, Default)]
@@ -26,15 +54,18 @@ pub async fn gather<T: Transport>(
     transport: &T,
     host: &str,
     plans: &[&HostPlan],
+    hashing: &Hashing,
 ) -> Result<Vec<Facts>, EngineError> {
     let resources: Vec<&Resource> = plans
         .iter()
         .flat_map(|p| p.tasks.iter().flat_map(|t| &t.resources))
         .collect();
-    let mut script = String::from("export LC_ALL=C\n");
-    for (id, r) in resources.iter().enumerate() {
-        script.push_str(&r.probe(id));
-    }
+    let probes: Vec<Probe> = resources
+        .iter()
+        .enumerate()
+        .map(|(id, r)| r.probe(id))
+        .collect();
+    let script = script(&probes, hashing);
     let out = transport
         .exec_root("sh -s", Some(script.as_bytes()), FACTS_TIMEOUT)
         .await
@@ -78,6 +109,75 @@ pub async fn gather<T: Transport>(
         facts.push(mine);
     }
     Ok(facts)
+}
+
+/// Functions of the paths probe: `kf_paths FULL PATH...` reads, on fd 3, a line
+/// `id<TAB>path<TAB>want<TAB>show` per PATH in the same order (`want`: `-` for the type
+/// only, `@` for a link's target, else the wanted sha256), stats every path in one call and
+/// prints each one's facts; `kf_file` hashes one file unless the index knows its stat.
+fn paths_functions() -> String {
+    format!(
+        r#"kf_file() {{
+  case $kf_want in -|@) return 0 ;; esac
+  kf_sha=
+  if [ "$kf_full" = 0 ] && read -r kf_e1 kf_e2 kf_e3 kf_e4 kf_e5 kf_esha 2>/dev/null <"$KF_IDX$kf_p" && [ "$kf_e1 $kf_e2 $kf_e3 $kf_e4 $kf_e5" = "$kf_key" ]; then kf_sha=$kf_esha
+  elif kf_sha=$(sha256sum <"$kf_p" 2>/dev/null); then kf_sha=${{kf_sha%% *}}; kf_record "$kf_p" "$kf_key" "$kf_sha"
+  fi
+  echo "KF $kf_id sha $kf_sha"
+  if [ "$kf_sha" != "$kf_want" ] && [ "$kf_show" = 1 ] && [ "${{kf_key%% *}}" -le {MAX_DIFF_BYTES} ]; then echo "KF $kf_id content $(base64 -w0 <"$kf_p")"; fi
+}}
+kf_paths() {{
+  kf_full=$1; shift
+  kf_now=$(date +%s)
+  stat --printf '%n\t%f\t%a %U %G\t{KEY_FORMAT}\n' -- "$@" 2>/dev/null | {{
+    while IFS='	' read -r kf_p kf_f kf_perms kf_key; do
+      while IFS='	' read -r kf_id kf_wp kf_want kf_show <&3 && [ "$kf_wp" != "$kf_p" ]; do echo "KF $kf_id type none"; done
+      case $kf_f in
+        a???) echo "KF $kf_id type link"; if [ "$kf_want" = @ ]; then echo "KF $kf_id target $(readlink -- "$kf_p")"; fi ;;
+        4???) echo "KF $kf_id type dir"; echo "KF $kf_id perms $kf_perms" ;;
+        8???) echo "KF $kf_id type file"; echo "KF $kf_id perms $kf_perms"; kf_file ;;
+        *) echo "KF $kf_id type other" ;;
+      esac
+    done
+    while IFS='	' read -r kf_id kf_wp kf_want kf_show <&3; do echo "KF $kf_id type none"; done
+  }}
+}}
+"#
+    )
+}
+
+/// The facts script of `probes` (their ids are their positions).
+pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
+    let mut paths = String::new();
+    let mut args = String::new();
+    let mut lines = String::new();
+    for (id, probe) in probes.iter().enumerate() {
+        match probe {
+            Probe::Path { path, want } => {
+                let want = match want {
+                    Want::Kind => "-\t0".to_string(),
+                    Want::Target => "@\t0".to_string(),
+                    Want::Sha256 { sha256, show } => format!("{sha256}\t{}", u8::from(*show)),
+                };
+                paths.push_str(&format!("{id}\t{path}\t{want}\n"));
+                args.push(' ');
+                args.push_str(&shell_quote(path));
+            }
+            Probe::Lines(s) => lines.push_str(s),
+            Probe::Nothing => {}
+        }
+    }
+    let mut script = String::from("export LC_ALL=C\n");
+    if !paths.is_empty() {
+        script.push_str(&hashing.shell_functions());
+        script.push_str(&paths_functions());
+        script.push_str(&format!(
+            "kf_paths {}{args} 3<<'KF_EOF'\n{paths}KF_EOF\n",
+            u8::from(hashing.full)
+        ));
+    }
+    script.push_str(&lines);
+    script
 }
 
 /// Parses `KF <id> <field> [value]` lines; anything else is ignored.

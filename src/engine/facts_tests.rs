@@ -1,8 +1,16 @@
-//! The facts script run for real by the local `sh`: several plans of a host observed in one
-//! round trip.
+//! The facts script run for real by the local `sh`: the hash index (trusted while a file's
+//! stat is as recorded, never for a hand edit, not recorded while racy, bypassed by full
+//! hashing), several plans in one round trip.
 
-use super::super::tests::{LocalShell, plan, run, setup};
+use std::path::{Path, PathBuf};
+
+use super::super::tests::{LocalShell, options, plan, run, setup};
 use super::super::*;
+
+/// The index entry of `path` under the test's index.
+fn entry(dir: &Path, path: &Path) -> std::path::PathBuf {
+    PathBuf::from(format!("{}/index{}", dir.display(), path.display()))
+}
 
 fn summaries(report: &HostReport) -> Vec<String> {
     report
@@ -11,6 +19,100 @@ fn summaries(report: &HostReport) -> Vec<String> {
         .flat_map(|t| &t.changes)
         .map(|c| format!("{}: {}", c.resource, c.summary()))
         .collect()
+}
+
+async fn check(dir: &Path, plan: &HostPlan, full: bool) -> HostReport {
+    let options = options(dir, Mode::Check, full);
+    run_host(&LocalShell, plan, &options, &Default::default(), None)
+        .await
+        .expect("check")
+}
+
+fn sh(script: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Converge records what it wrote; an entry whose stat matches is believed (a wrong sha256
+/// in it shows as a change), full hashing reads the file instead and drops the entry it
+/// could not record again (the file is too recent).
+#[tokio::test]
+async fn the_index_is_trusted_while_the_stat_matches_and_full_hashing_reads_the_files() {
+    let (dir, bin) = setup();
+    let p = plan(dir.path(), "1", &bin);
+    run(dir.path(), &p, Mode::Apply).await;
+    let tool = entry(dir.path(), &dir.path().join("opt/bin/tool"));
+    let recorded = std::fs::read_to_string(&tool).expect("converge recorded the upload");
+    let (key, sha) = recorded.trim().rsplit_once(' ').unwrap();
+    assert_eq!(sha, crate::files::sha256_hex(&std::fs::read(&bin).unwrap()));
+    assert_eq!(key.split(' ').count(), 5, "size mtime ctime inode device");
+    assert_eq!(check(dir.path(), &p, false).await.change_count(), 0);
+
+    std::fs::write(&tool, format!("{key} {}\n", "0".repeat(64))).unwrap();
+    let believed = summaries(&check(dir.path(), &p, false).await);
+    assert_eq!(believed.len(), 1, "{believed:?}");
+    assert!(believed[0].starts_with("binary "), "{believed:?}");
+    assert_eq!(check(dir.path(), &p, true).await.change_count(), 0);
+    assert!(!tool.exists(), "a racy entry is dropped, not kept wrong");
+    assert_eq!(check(dir.path(), &p, false).await.change_count(), 0);
+}
+
+/// A hand edit that keeps the size and puts the mtime back still changes the ctime; a
+/// binary replaced by another file (`cp` and `mv`) has another inode.
+#[tokio::test]
+async fn an_edit_that_keeps_size_and_mtime_or_a_replaced_binary_is_found() {
+    let (dir, bin) = setup();
+    let p = plan(dir.path(), "1", &bin);
+    run(dir.path(), &p, Mode::Apply).await;
+    let conf = dir.path().join("etc/app/app.conf");
+    assert!(entry(dir.path(), &conf).exists());
+    let tool = dir.path().join("opt/bin/tool");
+    sh(&format!(
+        "c={c}; touch -r $c $c.ref && printf 'name=app\\nsetting=9\\n' > $c && touch -r $c.ref $c && rm $c.ref\n\
+         t={t}; head -c 300000 /dev/zero > $t.x && touch -r $t $t.x && mv $t.x $t && chmod 755 $t",
+        c = conf.display(),
+        t = tool.display()
+    ));
+    let found = summaries(&check(dir.path(), &p, false).await);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("app.conf"), "{found:?}");
+    assert!(
+        found[1].contains("binary") && found[1].contains("tool"),
+        "{found:?}"
+    );
+}
+
+/// A hash the facts script computed is recorded only once the file's ctime is older than
+/// the racy window: a change within the same timestamp tick would leave its stat as it was.
+#[tokio::test]
+async fn a_hash_is_recorded_only_once_the_file_is_older_than_the_racy_window() {
+    let (dir, bin) = setup();
+    let p = plan(dir.path(), "1", &bin);
+    run(dir.path(), &p, Mode::Apply).await;
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let conf = entry(dir.path(), &dir.path().join("etc/app/app.conf"));
+    assert_eq!(check(dir.path(), &p, false).await.change_count(), 0);
+    assert!(!conf.exists(), "recorded a hash of a file changed just now");
+    tokio::time::sleep(Duration::from_secs(u64::from(RACY_SECONDS) + 1)).await;
+    assert_eq!(check(dir.path(), &p, false).await.change_count(), 0);
+    let recorded = std::fs::read_to_string(&conf).expect("recorded once old enough");
+    assert!(
+        recorded
+            .trim()
+            .ends_with(&crate::files::sha256_hex(b"name=app\nsetting=1\n")),
+        "{recorded}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let index = std::fs::metadata(dir.path().join("index")).unwrap();
+    assert_eq!(index.permissions().mode() & 0o777, 0o700, "root-only");
 }
 
 /// Check mode gathers the facts of several plans of a host in one round trip; each plan's
@@ -24,17 +126,19 @@ async fn several_plans_of_a_host_are_observed_in_one_round_trip() {
         tasks: whole.tasks[tasks].to_vec(),
     };
     let (first, second) = (split(0..1), split(1..3));
-    let facts = gather(&LocalShell, "local", &[&first, &second])
+    let hashing = options(dir.path(), Mode::Check, false).hashing;
+    let facts = gather(&LocalShell, "local", &[&first, &second], &hashing)
         .await
         .unwrap();
     assert_eq!(facts.len(), 2);
+    let options = options(dir.path(), Mode::Check, false);
     let mut trips = 0;
     let mut changes = Vec::new();
     for (plan, facts) in [&first, &second].into_iter().zip(facts) {
         let report = run_host(
             &LocalShell,
             plan,
-            Mode::Check,
+            &options,
             &Default::default(),
             Some(facts),
         )
@@ -44,5 +148,8 @@ async fn several_plans_of_a_host_are_observed_in_one_round_trip() {
         changes.extend(summaries(&report));
     }
     assert_eq!(trips, 1);
-    assert_eq!(changes, summaries(&run(&whole, Mode::Check).await));
+    assert_eq!(
+        changes,
+        summaries(&run(dir.path(), &whole, Mode::Check).await)
+    );
 }

@@ -10,6 +10,7 @@
 mod api_object;
 mod change;
 mod facts;
+mod hash_index;
 pub mod resource;
 mod route;
 mod transport;
@@ -19,7 +20,8 @@ use std::time::Duration;
 
 pub use api_object::ManifestError;
 pub use change::{Change, ChangeKind, RestartReason};
-pub use facts::{Facts, gather};
+pub use facts::{Facts, Probe, Want, gather};
+pub use hash_index::{Hashing, INDEX_DIR, RACY_SECONDS};
 pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource};
 pub use route::Hop;
 pub use transport::{ExecOutput, Transport, TransportError};
@@ -90,6 +92,23 @@ pub enum Mode {
     Check,
 }
 
+/// How a run goes: its mode and how it compares file contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub mode: Mode,
+    pub hashing: Hashing,
+}
+
+impl Options {
+    /// The installer's run: its hash index on every host, trusted unless `full_hash`.
+    pub fn installer(mode: Mode, full_hash: bool) -> Options {
+        Options {
+            mode,
+            hashing: Hashing::installer(full_hash),
+        }
+    }
+}
+
 /// The changes of one task on one host.
 #[derive(Debug, Clone)]
 pub struct TaskReport {
@@ -142,13 +161,18 @@ pub enum EngineError {
 
 /// Functions every apply script can call: atomic file write (the temporary file is created
 /// under umask 077, so a key is never readable by others, not even before its chmod),
-/// readiness wait.
-const APPLY_PRELUDE: &str = r#"set -e
+/// readiness wait, and the hash index's.
+fn apply_prelude(hashing: &Hashing) -> String {
+    format!(
+        r#"set -e
 umask 022
-kf_write() { kf_t="$1.kf-tmp.$$"; (umask 077; base64 -d > "$kf_t"); chmod "$2" "$kf_t"; chown "$3" "$kf_t"; mv -f "$kf_t" "$1"; }
-kf_wait() { kf_i=0; while [ "$kf_i" -lt "$1" ]; do if sh -c "$2" >/dev/null 2>&1; then return 0; fi; sleep 1; kf_i=$((kf_i+1)); done; return 1; }
+kf_write() {{ kf_t="$1.kf-tmp.$$"; (umask 077; base64 -d > "$kf_t"); chmod "$2" "$kf_t"; chown "$3" "$kf_t"; mv -f "$kf_t" "$1"; }}
+kf_wait() {{ kf_i=0; while [ "$kf_i" -lt "$1" ]; do if sh -c "$2" >/dev/null 2>&1; then return 0; fi; sleep 1; kf_i=$((kf_i+1)); done; return 1; }}
 mkdir -p /var/lib/kubeforge/restart-pending
-"#;
+{}"#,
+        hashing.shell_functions()
+    )
+}
 
 const APPLY_TIMEOUT: Duration = Duration::from_secs(900);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -160,7 +184,7 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 pub async fn run_host<T: Transport>(
     transport: &T,
     plan: &HostPlan,
-    mode: Mode,
+    options: &Options,
     restarted: &BTreeSet<String>,
     facts: Option<Facts>,
 ) -> Result<HostReport, EngineError> {
@@ -181,7 +205,9 @@ pub async fn run_host<T: Transport>(
 
     let facts = match facts {
         Some(f) => f,
-        None => gather(transport, &host, &[plan]).await?.remove(0),
+        None => gather(transport, &host, &[plan], &options.hashing)
+            .await?
+            .remove(0),
     };
     report.round_trips += facts.round_trips;
     let facts = facts.observed;
@@ -214,7 +240,7 @@ pub async fn run_host<T: Transport>(
             changes,
         });
     }
-    if mode == Mode::Check || report.change_count() == 0 {
+    if options.mode == Mode::Check || report.change_count() == 0 {
         return Ok(report);
     }
 
@@ -241,7 +267,7 @@ pub async fn run_host<T: Transport>(
         }
     }
 
-    let script = apply_script(&resources, &per_resource);
+    let script = apply_script(&resources, &per_resource, &options.hashing);
     let changing: Vec<&str> = report
         .tasks
         .iter()
@@ -340,8 +366,12 @@ fn with_task(e: EngineError, task: &str) -> EngineError {
     }
 }
 
-fn apply_script(resources: &[(usize, &Resource)], per_resource: &[Vec<Change>]) -> String {
-    let mut script = String::from(APPLY_PRELUDE);
+fn apply_script(
+    resources: &[(usize, &Resource)],
+    per_resource: &[Vec<Change>],
+    hashing: &Hashing,
+) -> String {
+    let mut script = apply_prelude(hashing);
     // Services whose inputs change are marked first, so an interrupted run restarts them later.
     for ((_, r), changes) in resources.iter().zip(per_resource) {
         if let Resource::Service { unit, .. } = r

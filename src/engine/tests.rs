@@ -127,10 +127,27 @@ pub(super) fn plan(dir: &Path, setting: &str, binary: &Path) -> HostPlan {
     }
 }
 
-pub(super) async fn run(plan: &HostPlan, mode: Mode) -> HostReport {
-    run_host(&LocalShell, plan, mode, &Default::default(), None)
-        .await
-        .expect("engine run")
+/// A run whose hash index is `<dir>/index` (not the machine's own).
+pub(super) fn options(dir: &Path, mode: Mode, full: bool) -> Options {
+    Options {
+        mode,
+        hashing: Hashing {
+            index: dir.join("index").display().to_string(),
+            full,
+        },
+    }
+}
+
+pub(super) async fn run(dir: &Path, plan: &HostPlan, mode: Mode) -> HostReport {
+    run_host(
+        &LocalShell,
+        plan,
+        &options(dir, mode, false),
+        &Default::default(),
+        None,
+    )
+    .await
+    .expect("engine run")
 }
 
 pub(super) fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -146,7 +163,7 @@ async fn converge_then_idempotent_in_few_round_trips() {
     let (dir, bin) = setup();
     let p = plan(dir.path(), "1", &bin);
 
-    let check = run(&p, Mode::Check).await;
+    let check = run(dir.path(), &p, Mode::Check).await;
     assert_eq!(check.round_trips, 1);
     assert!(check.change_count() >= 7, "{check:?}");
     assert!(
@@ -154,7 +171,7 @@ async fn converge_then_idempotent_in_few_round_trips() {
         "check mode wrote something"
     );
 
-    let first = run(&p, Mode::Apply).await;
+    let first = run(dir.path(), &p, Mode::Apply).await;
     assert_eq!(first.change_count(), check.change_count());
     // facts + one upload + one apply script
     assert_eq!(first.round_trips, 3);
@@ -182,7 +199,7 @@ async fn converge_then_idempotent_in_few_round_trips() {
         "{\"Network\":\"10.2.0.0/16\"}"
     );
 
-    let again = run(&p, Mode::Check).await;
+    let again = run(dir.path(), &p, Mode::Check).await;
     assert_eq!(again.change_count(), 0, "not idempotent: {again:?}");
     assert_eq!(again.round_trips, 1);
 }
@@ -190,8 +207,8 @@ async fn converge_then_idempotent_in_few_round_trips() {
 #[tokio::test]
 async fn a_setting_change_shows_exactly_that_diff() {
     let (dir, bin) = setup();
-    run(&plan(dir.path(), "1", &bin), Mode::Apply).await;
-    let changed = run(&plan(dir.path(), "2", &bin), Mode::Check).await;
+    run(dir.path(), &plan(dir.path(), "1", &bin), Mode::Apply).await;
+    let changed = run(dir.path(), &plan(dir.path(), "2", &bin), Mode::Check).await;
     let all: Vec<&Change> = changed.tasks.iter().flat_map(|t| &t.changes).collect();
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].kind, ChangeKind::Content { secret: false });
@@ -206,11 +223,11 @@ async fn a_setting_change_shows_exactly_that_diff() {
 async fn drift_is_reported_and_repaired() {
     let (dir, bin) = setup();
     let p = plan(dir.path(), "1", &bin);
-    run(&p, Mode::Apply).await;
+    run(dir.path(), &p, Mode::Apply).await;
     std::fs::write(dir.path().join("etc/app/app.conf"), "edited by hand\n").unwrap();
     std::fs::write(dir.path().join("etc/app/key.pem"), "other key\n").unwrap();
     std::fs::write(dir.path().join("opt/bin/tool"), "corrupt").unwrap();
-    let drift = run(&p, Mode::Check).await;
+    let drift = run(dir.path(), &p, Mode::Check).await;
     let summaries: Vec<String> = drift
         .tasks
         .iter()
@@ -227,8 +244,8 @@ async fn drift_is_reported_and_repaired() {
         !text.contains("secret key material"),
         "secret leaked into the report"
     );
-    run(&p, Mode::Apply).await;
-    assert_eq!(run(&p, Mode::Check).await.change_count(), 0);
+    run(dir.path(), &p, Mode::Apply).await;
+    assert_eq!(run(dir.path(), &p, Mode::Check).await.change_count(), 0);
 }
 
 #[tokio::test]
@@ -245,7 +262,8 @@ async fn a_failing_step_names_the_task_and_leaves_no_partial_file() {
             guard: Guard::Creates(format!("{d}/never")),
         }],
     });
-    let err = run_host(&LocalShell, &p, Mode::Apply, &Default::default(), None)
+    let options = options(dir.path(), Mode::Apply, false);
+    let err = run_host(&LocalShell, &p, &options, &Default::default(), None)
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -322,10 +340,10 @@ esac
             }],
         }],
     };
-    let check = run(&plan(80), Mode::Check).await;
+    let check = run(dir.path(), &plan(80), Mode::Check).await;
     assert_eq!(check.tasks[0].changes[0].kind, ChangeKind::ValueCreate);
     assert!(!store.exists(), "check mode wrote the object");
-    run(&plan(80), Mode::Apply).await;
+    run(dir.path(), &plan(80), Mode::Apply).await;
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&store).unwrap()).unwrap();
     assert_eq!(stored["spec"]["ports"][0]["port"], 80);
@@ -334,16 +352,24 @@ esac
     live["metadata"]["uid"] = "u-1".into();
     live["spec"]["ports"][0]["protocol"] = "TCP".into();
     std::fs::write(&store, live.to_string()).unwrap();
-    assert_eq!(run(&plan(80), Mode::Check).await.change_count(), 0);
-    let changed = run(&plan(8080), Mode::Check).await;
+    assert_eq!(
+        run(dir.path(), &plan(80), Mode::Check).await.change_count(),
+        0
+    );
+    let changed = run(dir.path(), &plan(8080), Mode::Check).await;
     let change = &changed.tasks[0].changes[0];
     assert_eq!(change.kind, ChangeKind::ValueUpdate);
     assert!(
         change.diff.as_deref().unwrap().contains("+  - port: 8080"),
         "{change:?}"
     );
-    run(&plan(8080), Mode::Apply).await;
-    assert_eq!(run(&plan(8080), Mode::Check).await.change_count(), 0);
+    run(dir.path(), &plan(8080), Mode::Apply).await;
+    assert_eq!(
+        run(dir.path(), &plan(8080), Mode::Check)
+            .await
+            .change_count(),
+        0
+    );
 }
 
 fn service_plan(notified_by: &[&str]) -> Result<HostPlan, PlanError> {
@@ -442,8 +468,12 @@ fn an_atomic_write_is_never_readable_by_others() {
     let target = dir.path().join("key.pem");
     let seen = dir.path().join("mode-while-writing");
     let script = format!(
-        "{APPLY_PRELUDE}base64() {{ stat -c %a \"$kf_t\" > {seen}; command base64 \"$@\"; }}\n\
+        "{prelude}base64() {{ stat -c %a \"$kf_t\" > {seen}; command base64 \"$@\"; }}\n\
          printf c2VjcmV0 | kf_write {target} 0600 \"$(id -un):$(id -gn)\"\n",
+        prelude = apply_prelude(&Hashing {
+            index: dir.path().join("index").display().to_string(),
+            full: false,
+        }),
         seen = seen.display(),
         target = target.display(),
     );
@@ -502,7 +532,8 @@ async fn a_host_that_drops_is_named_with_the_tasks_it_was_applying() {
     let dropping = DroppingShell {
         calls: Default::default(),
     };
-    let err = run_host(&dropping, &p, Mode::Apply, &Default::default(), None)
+    let options = options(dir.path(), Mode::Apply, false);
+    let err = run_host(&dropping, &p, &options, &Default::default(), None)
         .await
         .unwrap_err()
         .to_string();

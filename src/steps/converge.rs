@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{StepError, StepOutcome, SubCase, Workspace};
 use crate::connections::Connections;
-use crate::engine::{self, Change, ChangeKind, Facts, HostReport, Mode, TaskReport};
+use crate::engine::{self, Change, ChangeKind, Facts, HostReport, Mode, Options, TaskReport};
 use crate::report::CaseOutcome;
 use crate::roles::NotExercised;
 use crate::state::ScenarioState;
@@ -46,9 +46,10 @@ pub async fn run(
     ws: &Workspace,
     state: &ScenarioState,
     connections: &mut Connections,
-    mode: Mode,
+    options: &Options,
     tags: &[String],
 ) -> Result<ConvergeOutput, StepError> {
+    let mode = options.mode;
     let inventory = state
         .inventory
         .clone()
@@ -69,7 +70,7 @@ pub async fn run(
     }
     // Check mode changes nothing between phases: every phase's facts at once.
     let mut gathered = match mode {
-        Mode::Check => gather_all(ws, connections, &plan.phases).await?,
+        Mode::Check => gather_all(ws, connections, &plan.phases, options).await?,
         Mode::Apply => BTreeMap::new(),
     };
     // Units (re)started so far on any host: later phases' handlers react to them.
@@ -85,9 +86,15 @@ pub async fn run(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let so_far = &restarted;
-        let results = futures::future::join_all(phase.hosts.iter().zip(sessions).map(
-            |(hp, (s, facts))| async move { engine::run_host(&s, hp, mode, so_far, facts).await },
-        ))
+        let results = futures::future::join_all(
+            phase
+                .hosts
+                .iter()
+                .zip(sessions)
+                .map(|(hp, (s, facts))| async move {
+                    engine::run_host(&s, hp, options, so_far, facts).await
+                }),
+        )
         .await;
         let reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         restarted.extend(reports.iter().flat_map(|r| r.restarted.iter().cloned()));
@@ -139,6 +146,7 @@ async fn gather_all(
     ws: &Workspace,
     connections: &Connections,
     phases: &[engine::Phase],
+    options: &Options,
 ) -> Result<BTreeMap<String, VecDeque<Facts>>, StepError> {
     let start = Instant::now();
     let mut plans: BTreeMap<&str, Vec<&engine::HostPlan>> = BTreeMap::new();
@@ -151,7 +159,7 @@ async fn gather_all(
         .collect::<Result<Vec<_>, _>>()?;
     let gathered = futures::future::join_all(plans.iter().zip(sessions).map(
         |((host, plans), s)| async move {
-            engine::gather(&s, host, plans)
+            engine::gather(&s, host, plans, &options.hashing)
                 .await
                 .map(|facts| (host.to_string(), VecDeque::from(facts)))
         },

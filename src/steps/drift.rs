@@ -15,7 +15,7 @@ use crate::cluster::images::REDIS;
 use crate::cluster::paths::{K8S_SSL_DIR, MANIFESTS_DIR, unit_file};
 use crate::cluster::{Cluster, NETWORK_KEY, Node};
 use crate::connections::Connections;
-use crate::engine::{ApiObject, Mode, Transport};
+use crate::engine::{ApiObject, Mode, Options, Transport};
 use crate::report::CaseOutcome;
 use crate::ssh::shell_quote;
 use crate::state::ScenarioState;
@@ -342,7 +342,7 @@ pub async fn run(
         });
     }
 
-    let found = changed(&converge::run(ws, state, connections, Mode::Check, &[]).await?);
+    let found = changed(&converge::run(ws, state, connections, &indexed(Mode::Check), &[]).await?);
     let mut expected = BTreeSet::new();
     for r in &mut results {
         for e in &r.drift.expect {
@@ -357,11 +357,12 @@ pub async fn run(
         .map(|(h, r)| format!("{h}: {r}"))
         .collect();
 
-    converge::run(ws, state, connections, Mode::Apply, &[]).await?;
-    let remaining = changed(&converge::run(ws, state, connections, Mode::Check, &[]).await?)
-        .into_iter()
-        .map(|(h, r)| format!("{h}: {r}"))
-        .collect();
+    converge::run(ws, state, connections, &indexed(Mode::Apply), &[]).await?;
+    let remaining =
+        changed(&converge::run(ws, state, connections, &indexed(Mode::Check), &[]).await?)
+            .into_iter()
+            .map(|(h, r)| format!("{h}: {r}"))
+            .collect();
     for r in &mut results {
         let session = connections.session(&r.drift.host)?;
         r.not_repaired = run_on(&session, &r.drift.repaired).await.err();
@@ -507,4 +508,10 @@ fn drift_case(r: &DriftResult) -> SubCase {
         ),
         properties: vec![("host".into(), r.drift.host.clone())],
     }
+}
+
+/// Drift is found through the hash index, as every idempotence run finds it: a hand change
+/// must show without `--full-hash`.
+fn indexed(mode: Mode) -> Options {
+    Options::installer(mode, false)
 }

@@ -1,10 +1,11 @@
 //! `idempotence`: converge in check mode after a converge; it passes only when zero changes
-//! are planned, and otherwise lists every change that remains.
+//! are planned, and otherwise lists every change that remains. Files are compared through
+//! each host's hash index unless `--full-hash` asks for every file to be read.
 
 use super::converge::{self, ConvergeOutput, describe_changes, tally};
 use super::{StepError, StepOutcome, Workspace};
 use crate::connections::Connections;
-use crate::engine::Mode;
+use crate::engine::{Mode, Options};
 use crate::state::ScenarioState;
 
 /// The check-mode converge that idempotence judges.
@@ -14,9 +15,11 @@ pub async fn run(
     ws: &Workspace,
     state: &ScenarioState,
     connections: &mut Connections,
+    full_hash: bool,
 ) -> Result<IdempotenceOutput, StepError> {
+    let options = Options::installer(Mode::Check, full_hash);
     Ok(IdempotenceOutput(
-        converge::run(ws, state, connections, Mode::Check, &[]).await?,
+        converge::run(ws, state, connections, &options, &[]).await?,
     ))
 }
 

@@ -14,7 +14,7 @@ use crate::cluster::Cluster;
 use crate::cluster::commands::etcdctl;
 use crate::connections::Connections;
 use crate::driver;
-use crate::engine::Mode;
+use crate::engine::{Mode, Options};
 use crate::inventory::Inventory;
 use crate::report::CaseOutcome;
 use crate::scenario::{Fault, FaultAction};
@@ -189,10 +189,16 @@ async fn recover(
     heal(ws, state, inventory, connections)
         .await
         .map_err(|e| e.to_string())?;
-    converge::run(ws, state, connections, Mode::Apply, &[])
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    converge::run(
+        ws,
+        state,
+        connections,
+        &Options::installer(Mode::Apply, false),
+        &[],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 async fn systemctl(

@@ -1,8 +1,10 @@
 //! Desired state of one thing on a host, and how it observes, diffs and applies itself.
 //!
-//! Observing and applying are both expressed as shell fragments so that the engine can
-//! batch every resource of a host into one facts script and one apply script: a host costs
-//! a few SSH round trips per run, whatever the number of tasks.
+//! Observing is a [`Probe`] that the facts script batches with the others of its kind, and
+//! applying a shell fragment, so that the engine can observe every resource of a host in
+//! one facts script and change them in one apply script: a host costs a few SSH round
+//! trips per run, whatever the number of tasks. Files kubeforge writes are recorded in the
+//! host's hash index (`kf_seen`, see [`super::hash_index`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,12 +14,13 @@ use base64::Engine as _;
 
 pub use super::api_object::ApiObject;
 use super::change::{Change, ChangeKind, RestartReason};
+use super::facts::{Probe, Want};
 use super::route::Hop;
 use crate::files::sha256_hex;
 use crate::ssh::shell_quote;
 
 /// Files larger than this are compared by checksum only (no text diff).
-const MAX_DIFF_BYTES: u64 = 256 * 1024;
+pub(super) const MAX_DIFF_BYTES: u64 = 256 * 1024;
 
 /// Owner and permissions of a managed path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,17 +162,44 @@ impl Resource {
         }
     }
 
-    /// Shell lines that print `KF <id> <field> <value>` facts for this resource.
-    /// They only read; they must never fail the script.
-    pub fn probe(&self, id: usize) -> String {
+    /// How the facts script observes this resource; `id` is what its `KF` lines carry.
+    pub fn probe(&self, id: usize) -> Probe {
+        let path = |path: &str, want: Want| Probe::Path {
+            path: path.to_string(),
+            want,
+        };
         match self {
-            Resource::Directory { path, .. }
-            | Resource::Upload { path, .. }
-            | Resource::Symlink { path, .. } => probe_path(id, path, ProbeContent::None),
+            Resource::Directory { path: p, .. } => path(p, Want::Kind),
+            Resource::Symlink { path: p, .. } => path(p, Want::Target),
+            Resource::Upload {
+                path: p, sha256, ..
+            } => path(
+                p,
+                Want::Sha256 {
+                    sha256: sha256.clone(),
+                    show: false,
+                },
+            ),
             Resource::File {
-                path, secret: true, ..
-            } => probe_path(id, path, ProbeContent::None),
-            Resource::File { path, .. } => probe_path(id, path, ProbeContent::Base64),
+                path: p,
+                content,
+                secret,
+                ..
+            } => path(
+                p,
+                Want::Sha256 {
+                    sha256: sha256_hex(content),
+                    show: !*secret,
+                },
+            ),
+            Resource::Handler { .. } => Probe::Nothing,
+            _ => Probe::Lines(self.probe_lines(id)),
+        }
+    }
+
+    /// The facts of resources that are not paths, as shell lines.
+    fn probe_lines(&self, id: usize) -> String {
+        match self {
             Resource::Service { unit, .. } => {
                 let u = shell_quote(unit);
                 format!(
@@ -209,10 +239,10 @@ impl Resource {
                     "if [ -e {p} ]; then echo \"KF {id} value $(cat {p})\"; else echo \"KF {id} absent yes\"; fi\n"
                 )
             }
-            Resource::Handler { .. } => String::new(),
             Resource::Wait { until, .. } => format!(
                 "if ( {until} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} ready yes\"; fi\n"
             ),
+            _ => String::new(),
         }
     }
 
@@ -367,13 +397,18 @@ impl Resource {
                     perms.mode, perms.owner, perms.group
                 );
                 s.push_str(&base64_lines(content));
-                s.push_str("KF_EOF\n");
+                s.push_str(&format!("KF_EOF\nkf_seen {p} {}\n", sha256_hex(content)));
                 s
             }
-            Resource::Upload { path, perms, .. } => {
+            Resource::Upload {
+                path,
+                perms,
+                sha256,
+                ..
+            } => {
                 let p = shell_quote(path);
                 format!(
-                    "chmod {:04o} {p}\nchown {}:{} {p}\n",
+                    "chmod {:04o} {p}\nchown {}:{} {p}\nkf_seen {p} {sha256}\n",
                     perms.mode, perms.owner, perms.group
                 )
             }
@@ -458,29 +493,6 @@ pub fn pending_marker(unit: &str) -> String {
 /// Whether a change to this path means systemd must reload its unit files.
 pub fn is_unit_file(path: &str) -> bool {
     path.starts_with("/etc/systemd/system/")
-}
-
-enum ProbeContent {
-    None,
-    Base64,
-}
-
-fn probe_path(id: usize, path: &str, content: ProbeContent) -> String {
-    let p = shell_quote(path);
-    let content_line = match content {
-        ProbeContent::None => String::new(),
-        ProbeContent::Base64 => format!(
-            "  if [ \"$(stat -c %s {p})\" -le {MAX_DIFF_BYTES} ]; then echo \"KF {id} content $(base64 -w0 < {p})\"; fi\n"
-        ),
-    };
-    format!(
-        "if [ -L {p} ]; then echo \"KF {id} type link\"; echo \"KF {id} target $(readlink {p})\"\n\
-         elif [ -f {p} ]; then echo \"KF {id} type file\"; echo \"KF {id} perms $(stat -c '%a %U %G' {p})\"; echo \"KF {id} sha $(sha256sum < {p} | cut -d' ' -f1)\"\n\
-         {content_line}\
-         elif [ -d {p} ]; then echo \"KF {id} type dir\"; echo \"KF {id} perms $(stat -c '%a %U %G' {p})\"\n\
-         elif [ -e {p} ]; then echo \"KF {id} type other\"\n\
-         else echo \"KF {id} type none\"; fi\n"
-    )
 }
 
 fn kind(seen: &Observation) -> &str {
