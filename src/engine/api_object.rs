@@ -71,18 +71,28 @@ impl ApiObject {
         }
     }
 
-    /// The object as JSON, what `kubectl get -f -` and `kubectl apply -f -` read.
+    /// The object as JSON on one line, what `kubectl get -f -` and `kubectl apply -f -` read.
     pub fn manifest(&self) -> String {
         self.value.to_string()
     }
 
-    /// The one object in what `kubectl get -f - -o json` printed: kubectl wraps what it
-    /// finds through a file in a `List`.
-    pub fn single(printed: Value) -> Option<Value> {
-        match printed.get("kind").and_then(Value::as_str) {
-            Some("List") => printed["items"].as_array()?.first().cloned(),
-            _ => Some(printed),
-        }
+    /// Whether `live` (one of the objects a `kubectl get` printed) is this object: the same
+    /// API group, kind, name and, when this object names one, namespace (kubectl puts an
+    /// object without one in its default namespace).
+    pub fn identifies(&self, live: &Value) -> bool {
+        let group = |v: &Value| {
+            v["apiVersion"]
+                .as_str()
+                .and_then(|a| a.rsplit_once('/'))
+                .map_or("", |(g, _)| g)
+                .to_string()
+        };
+        group(&self.value) == group(live)
+            && live["kind"].as_str() == Some(self.kind())
+            && live["metadata"]["name"].as_str() == Some(self.name())
+            && self
+                .namespace()
+                .is_none_or(|ns| live["metadata"]["namespace"].as_str() == Some(ns))
     }
 
     /// Whether `live` has every field this object sets, with the same value, and was last
@@ -299,17 +309,34 @@ spec:
     }
 
     #[test]
-    fn kubectl_lists_are_unwrapped() {
-        let obj = json!({"kind": "Service", "metadata": {"name": "a"}});
-        assert_eq!(
-            ApiObject::single(json!({"apiVersion": "v1", "kind": "List", "items": [obj.clone()]})),
-            Some(obj.clone())
-        );
-        assert_eq!(
-            ApiObject::single(json!({"kind": "List", "items": []})),
-            None
-        );
-        assert_eq!(ApiObject::single(obj.clone()), Some(obj));
+    fn a_live_object_is_told_by_group_kind_namespace_and_name() {
+        let [binding, svc] = &objects()[..] else {
+            panic!("two objects")
+        };
+        let live = |api: &str, kind: &str, ns: Option<&str>, name: &str| {
+            let mut v = json!({"apiVersion": api, "kind": kind, "metadata": {"name": name}});
+            if let Some(ns) = ns {
+                v["metadata"]["namespace"] = ns.into();
+            }
+            v
+        };
+        assert!(svc.identifies(&live("v1", "Service", Some("kube-system"), "kube-dns")));
+        assert!(!svc.identifies(&live("v1", "Service", Some("default"), "kube-dns")));
+        assert!(!svc.identifies(&live("v1", "Endpoints", Some("kube-system"), "kube-dns")));
+        assert!(!svc.identifies(&live("v1", "Service", Some("kube-system"), "other")));
+        let rbac = "rbac.authorization.k8s.io";
+        assert!(binding.identifies(&live(
+            &format!("{rbac}/v1beta1"),
+            "ClusterRoleBinding",
+            None,
+            "kube-apiserver-kubelet-client"
+        )));
+        assert!(!binding.identifies(&live(
+            "example.com/v1",
+            "ClusterRoleBinding",
+            None,
+            "kube-apiserver-kubelet-client"
+        )));
     }
 
     #[test]

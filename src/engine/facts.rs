@@ -1,18 +1,24 @@
 //! Facts: what a host has, observed by one script in one round trip.
 //!
-//! Each resource says how it is observed ([`Probe`]): paths are gathered so that one `stat`
-//! covers every managed path of the host (a sha256 only for the files whose stat differs
-//! from the host's hash index, see [`super::hash_index`]); the other resources print their
-//! own lines. Facts come back as `KF <id> <field> <value>` lines. The resources of several
-//! plans of a host (every phase of a check-mode run) can be observed by one script.
+//! Each resource says how it is observed ([`Probe`]) and the script gathers probes by kind,
+//! so that a host costs a few processes whatever its number of resources: one `stat` over
+//! every managed path (a sha256 only for the files whose stat differs from the host's hash
+//! index, see [`super::hash_index`]), one `kubectl get` per kubectl for all API objects
+//! (one call per object only when that call fails, so that an object of a kind the API does
+//! not know yet reads as absent alone), and the resources' own lines for the rest. Facts
+//! come back as `KF <id> <field> <value>` lines. The resources of several plans of a host
+//! (every phase of a check-mode run) can be observed by one script.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
+use serde_json::Value;
+
 use super::hash_index::{Hashing, KEY_FORMAT};
 use super::resource::{MAX_DIFF_BYTES, Observation, Resource};
 use super::transport::Transport;
-use super::{EngineError, HostPlan, quoted, tail};
+use super::{ApiObject, EngineError, HostPlan, quoted, tail};
 use crate::ssh::shell_quote;
 
 const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,6 +28,9 @@ const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum Probe {
     /// A path's type (`type`: file, dir, link, other, none), and `perms` (`644 root root`).
     Path { path: String, want: Want },
+    /// A Kubernetes object, read with every other object of the same `kubectl` command in
+    /// one call; its live JSON becomes the fact `live` (none when absent or unreadable).
+    Object { kubectl: String, object: ApiObject },
     /// Shell lines that print the resource's `KF <id> <field> <value>` facts; they only
     /// read, and never fail the script.
     Lines(String),
@@ -88,7 +97,7 @@ pub async fn gather<T: Transport>(
             stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
         });
     }
-    let mut observed = parse(&String::from_utf8_lossy(&out.stdout));
+    let mut observed = parse(&String::from_utf8_lossy(&out.stdout), &probes);
     // Split back by plan; the round trip counts with the first plan that has resources.
     let mut facts = Vec::with_capacity(plans.len());
     let mut offset = 0;
@@ -150,6 +159,7 @@ kf_paths() {{
 pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
     let mut paths = String::new();
     let mut args = String::new();
+    let mut objects: BTreeMap<&str, Vec<(usize, &ApiObject)>> = BTreeMap::new();
     let mut lines = String::new();
     for (id, probe) in probes.iter().enumerate() {
         match probe {
@@ -162,6 +172,9 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
                 paths.push_str(&format!("{id}\t{path}\t{want}\n"));
                 args.push(' ');
                 args.push_str(&shell_quote(path));
+            }
+            Probe::Object { kubectl, object } => {
+                objects.entry(kubectl).or_default().push((id, object))
             }
             Probe::Lines(s) => lines.push_str(s),
             Probe::Nothing => {}
@@ -176,12 +189,34 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
             u8::from(hashing.full)
         ));
     }
+    for (g, (kubectl, group)) in objects.iter().enumerate() {
+        script.push_str(&objects_probe(g, kubectl, group));
+    }
     script.push_str(&lines);
     script
 }
 
-/// Parses `KF <id> <field> [value]` lines; anything else is ignored.
-pub(super) fn parse(stdout: &str) -> BTreeMap<usize, Observation> {
+/// One `kubectl get` for a group of objects (their JSON, one a line), or, when that fails
+/// (a kind the API does not know), one per object.
+fn objects_probe(g: usize, kubectl: &str, group: &[(usize, &ApiObject)]) -> String {
+    let mut s = format!("kf_objects_{g}() {{ cat <<'KF_EOF'\n");
+    for (id, object) in group {
+        s.push_str(&format!("{id} {}\n", object.manifest()));
+    }
+    let get = format!("{kubectl} get --request-timeout=10s");
+    s.push_str(&format!(
+        "KF_EOF\n}}\n\
+         if kf_v=$(kf_objects_{g} | cut -d' ' -f2- | {get} --ignore-not-found -f - -o json 2>/dev/null); then echo \"KF {first} objects $(printf %s \"$kf_v\" | base64 -w0)\"\n\
+         else kf_objects_{g} | while read -r kf_id kf_o; do if kf_v=$(printf '%s\\n' \"$kf_o\" | {get} -f - -o json 2>/dev/null); then echo \"KF $kf_id objects $(printf %s \"$kf_v\" | base64 -w0)\"; fi; done\n\
+         fi\n",
+        first = group[0].0,
+    ));
+    s
+}
+
+/// Parses `KF <id> <field> [value]` lines (anything else is ignored), then gives each
+/// object probe its live object out of what its group's kubectl printed.
+pub(super) fn parse(stdout: &str, probes: &[Probe]) -> BTreeMap<usize, Observation> {
     let mut facts: BTreeMap<usize, Observation> = BTreeMap::new();
     for line in stdout.lines() {
         let Some(rest) = line.strip_prefix("KF ") else {
@@ -200,7 +235,45 @@ pub(super) fn parse(stdout: &str) -> BTreeMap<usize, Observation> {
             seen.insert(field.to_string(), value);
         }
     }
+    let mut printed: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for (id, probe) in probes.iter().enumerate() {
+        if let Probe::Object { kubectl, .. } = probe
+            && let Some(b64) = facts.get_mut(&id).and_then(|o| o.remove("objects"))
+        {
+            printed.entry(kubectl).or_default().extend(items(&b64));
+        }
+    }
+    for (id, probe) in probes.iter().enumerate() {
+        if let Probe::Object { kubectl, object } = probe
+            && let Some(live) = printed
+                .get(kubectl.as_str())
+                .and_then(|all| all.iter().find(|l| object.identifies(l)))
+        {
+            facts
+                .entry(id)
+                .or_default()
+                .insert("live".into(), live.to_string());
+        }
+    }
     facts
+}
+
+/// The objects in what `kubectl get -o json` printed (base64): a `List`'s items, or one.
+fn items(b64: &str) -> Vec<Value> {
+    let printed = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    match printed {
+        Some(Value::Object(mut o)) if o.get("kind").and_then(Value::as_str) == Some("List") => {
+            match o.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            }
+        }
+        Some(v @ Value::Object(_)) => vec![v],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

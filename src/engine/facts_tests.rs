@@ -1,6 +1,6 @@
 //! The facts script run for real by the local `sh`: the hash index (trusted while a file's
 //! stat is as recorded, never for a hand edit, not recorded while racy, bypassed by full
-//! hashing), several plans in one round trip.
+//! hashing), several plans in one round trip, API objects in one kubectl call.
 
 use std::path::{Path, PathBuf};
 
@@ -152,4 +152,98 @@ async fn several_plans_of_a_host_are_observed_in_one_round_trip() {
         changes,
         summaries(&run(dir.path(), &whole, Mode::Check).await)
     );
+}
+
+/// A `kubectl` stand-in that logs its calls, knows the objects stored as files named after
+/// them, and, like kubectl, fails a whole `get` when a kind is unknown (here: Widget).
+fn fake_kubectl(dir: &Path) -> String {
+    let script = r#"#!/bin/sh
+echo "$*" >> DIR/calls
+[ "$1" = get ] || exit 2
+input=$(cat)
+case $input in *'"Widget"'*) exit 1 ;; esac
+printf '{"kind":"List","items":['
+sep=
+printf '%s\n' "$input" | sed 's/.*"metadata":{"name":"\([^"]*\)".*/\1/' | while read -r name; do
+  if [ -f DIR/store/$name ]; then printf '%s' "$sep"; cat DIR/store/$name; sep=,; fi
+done
+printf ']}'
+"#;
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    let path = dir.join("kubectl");
+    std::fs::write(&path, script.replace("DIR", &dir.display().to_string())).unwrap();
+    format!("sh {}", path.display())
+}
+
+fn object(kind: &str, name: &str) -> ApiObject {
+    let api = if kind == "Widget" {
+        "example.com/v1"
+    } else {
+        "v1"
+    };
+    let yaml = format!(
+        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: default\n"
+    );
+    ApiObject::from_manifest("test.yaml", &yaml)
+        .unwrap()
+        .remove(0)
+}
+
+async fn observe(kubectl: &str, objects: &[ApiObject]) -> Vec<Option<serde_json::Value>> {
+    let plan = HostPlan {
+        host: "local".into(),
+        tasks: vec![Task {
+            name: "objects".into(),
+            role: "test",
+            resources: objects
+                .iter()
+                .map(|o| Resource::ApiObject {
+                    kubectl: kubectl.to_string(),
+                    object: o.clone(),
+                })
+                .collect(),
+        }],
+    };
+    let hashing = Hashing::installer(false);
+    let facts = gather(&LocalShell, "local", &[&plan], &hashing)
+        .await
+        .unwrap()
+        .remove(0);
+    (0..objects.len())
+        .map(|i| {
+            let live = facts.observed.get(&i).and_then(|o| o.get("live"));
+            live.map(|j| serde_json::from_str(j).unwrap())
+        })
+        .collect()
+}
+
+/// Objects are read in one kubectl call and each gets its own live object; when the call
+/// fails (an unknown kind), each is read on its own, so only that one reads as absent.
+#[tokio::test]
+async fn objects_are_read_in_one_call_and_one_by_one_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = fake_kubectl(dir.path());
+    let stored = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"default","uid":"u-a"}}"#;
+    std::fs::write(dir.path().join("store/a"), stored).unwrap();
+    let (a, b, w) = (
+        object("Service", "a"),
+        object("Service", "b"),
+        object("Widget", "w"),
+    );
+    let calls = || {
+        std::fs::read_to_string(dir.path().join("calls"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+
+    let seen = observe(&kubectl, &[b.clone(), a.clone()]).await;
+    assert_eq!(calls(), 1);
+    assert_eq!(seen[0], None);
+    assert_eq!(seen[1].as_ref().unwrap()["metadata"]["uid"], "u-a");
+
+    let seen = observe(&kubectl, &[a, w, b]).await;
+    assert_eq!(calls(), 1 + 1 + 3, "the group, then each object");
+    assert_eq!(seen[0].as_ref().unwrap()["metadata"]["uid"], "u-a");
+    assert_eq!((&seen[1], &seen[2]), (&None, &None));
 }

@@ -281,7 +281,7 @@ async fn a_failing_step_names_the_task_and_leaves_no_partial_file() {
 }
 
 fn parse_facts(stdout: &str) -> BTreeMap<usize, Observation> {
-    facts::parse(stdout)
+    facts::parse(stdout, &[])
 }
 
 #[test]

@@ -192,22 +192,30 @@ impl Resource {
                     show: !*secret,
                 },
             ),
+            Resource::ApiObject { kubectl, object } => Probe::Object {
+                kubectl: kubectl.clone(),
+                object: object.clone(),
+            },
             Resource::Handler { .. } => Probe::Nothing,
             _ => Probe::Lines(self.probe_lines(id)),
         }
     }
 
-    /// The facts of resources that are not paths, as shell lines.
+    /// The facts of resources that are not paths or objects, as shell lines.
     fn probe_lines(&self, id: usize) -> String {
         match self {
+            // is-enabled reads the unit files (`show`'s UnitFileState is cached until a
+            // daemon-reload); one `show` gives the rest.
             Resource::Service { unit, .. } => {
                 let u = shell_quote(unit);
                 format!(
                     "echo \"KF {id} enabled $(systemctl is-enabled {u} 2>/dev/null || true)\"\n\
-                     echo \"KF {id} active $(systemctl is-active {u} 2>/dev/null || true)\"\n\
-                     echo \"KF {id} reload $(systemctl show -p NeedDaemonReload --value {u} 2>/dev/null || true)\"\n\
-                     if [ -e {pending} ]; then echo \"KF {id} pending yes\"; fi\n\
-                     kf_pid=$(systemctl show -p MainPID --value {u} 2>/dev/null || true); if [ -n \"$kf_pid\" ] && [ \"$kf_pid\" != 0 ]; then echo \"KF {id} exe $(readlink /proc/$kf_pid/exe 2>/dev/null)\"; fi\n",
+                     systemctl show -p ActiveState -p NeedDaemonReload -p MainPID {u} 2>/dev/null | while IFS== read -r kf_k kf_v; do case $kf_k in\n\
+                     ActiveState) echo \"KF {id} active $kf_v\" ;;\n\
+                     NeedDaemonReload) echo \"KF {id} reload $kf_v\" ;;\n\
+                     MainPID) if [ \"$kf_v\" != 0 ]; then echo \"KF {id} exe $(readlink /proc/$kf_v/exe 2>/dev/null)\"; fi ;;\n\
+                     esac; done\n\
+                     if [ -e {pending} ]; then echo \"KF {id} pending yes\"; fi\n",
                     pending = shell_quote(&pending_marker(unit)),
                 )
             }
@@ -222,12 +230,6 @@ impl Resource {
             },
             Resource::KeyValue { read, .. } => format!(
                 "if kf_v=$( ( {read} ) 2>/dev/null </dev/null); then echo \"KF {id} value $(printf %s \"$kf_v\" | base64 -w0)\"; else echo \"KF {id} value-absent\"; fi\n"
-            ),
-            // `kubectl get -f -` finds the object by its own apiVersion, kind and name; an
-            // unreachable API (check mode before the cluster exists) reads as absent, quickly.
-            Resource::ApiObject { kubectl, object } => format!(
-                "if kf_v=$(base64 -d <<'KF_EOF' | {kubectl} get --request-timeout=10s -f - -o json 2>/dev/null\n{}KF_EOF\n); then echo \"KF {id} live $(printf %s \"$kf_v\" | base64 -w0)\"; fi\n",
-                base64_lines(object.manifest().as_bytes())
             ),
             Resource::Route { destination, .. } => format!(
                 "echo \"KF {id} route $(ip -4 route show exact {} 2>/dev/null | head -n 1)\"\n",
@@ -566,8 +568,7 @@ fn diff_object(
 ) {
     let live = seen
         .get("live")
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&decode(b)).ok())
-        .and_then(ApiObject::single);
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok());
     let name = object.label();
     match live {
         None => push(ChangeKind::ValueCreate, object.diff_against(None, &name)),
