@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::hash_index::{Hashing, KEY_FORMAT};
 use super::resource::{MAX_DIFF_BYTES, Observation, Resource};
 use super::transport::Transport;
-use super::{ApiObject, EngineError, HostPlan, quoted, tail};
+use super::{ApiObject, Cost, EngineError, HostPlan, quoted, tail};
 use crate::ssh::shell_quote;
 
 const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,8 +54,9 @@ pub enum Want {
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     pub(super) observed: BTreeMap<usize, Observation>,
-    /// SSH round trips they cost: the one that observed several plans counts with the first.
-    pub(super) round_trips: u64,
+    /// What observing them cost: a round trip that observed several plans counts with the
+    /// first.
+    pub(super) cost: Cost,
 }
 
 /// Observes the resources of `plans` (all for one host, in order) in one round trip.
@@ -97,7 +98,14 @@ pub async fn gather<T: Transport>(
             stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
         });
     }
-    let mut observed = parse(&String::from_utf8_lossy(&out.stdout), &probes);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut observed = parse(&stdout, &probes);
+    let cost = Cost {
+        round_trips: 1,
+        bytes_sent: script.len() as u64,
+        bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
+        facts_cpu_seconds: cpu_seconds(&stdout),
+    };
     // Split back by plan; the round trip counts with the first plan that has resources.
     let mut facts = Vec::with_capacity(plans.len());
     let mut offset = 0;
@@ -111,7 +119,7 @@ pub async fn gather<T: Transport>(
             }
         }
         if n > 0 && !counted {
-            mine.round_trips = 1;
+            mine.cost = cost;
             counted = true;
         }
         offset += n;
@@ -193,7 +201,26 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
         script.push_str(&objects_probe(g, kubectl, group));
     }
     script.push_str(&lines);
+    // What the script and its children used, for the run's cost.
+    script.push_str("echo KF-TIMES\ntimes\n");
     script
+}
+
+/// The CPU seconds the `times` after `KF-TIMES` printed: the shell's user and system time,
+/// then its children's (`0m0.090000s 0m0.010000s`).
+fn cpu_seconds(stdout: &str) -> f64 {
+    let seconds = |t: &str| {
+        let (m, s) = t.strip_suffix('s')?.split_once('m')?;
+        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+    };
+    stdout
+        .lines()
+        .skip_while(|l| *l != "KF-TIMES")
+        .skip(1)
+        .take(2)
+        .flat_map(str::split_whitespace)
+        .filter_map(seconds)
+        .sum()
 }
 
 /// One `kubectl get` for a group of objects (their JSON, one a line), or, when that fails

@@ -144,7 +144,7 @@ async fn several_plans_of_a_host_are_observed_in_one_round_trip() {
         )
         .await
         .unwrap();
-        trips += report.round_trips;
+        trips += report.cost.round_trips;
         changes.extend(summaries(&report));
     }
     assert_eq!(trips, 1);
@@ -246,4 +246,15 @@ async fn objects_are_read_in_one_call_and_one_by_one_when_it_fails() {
     assert_eq!(calls(), 1 + 1 + 3, "the group, then each object");
     assert_eq!(seen[0].as_ref().unwrap()["metadata"]["uid"], "u-a");
     assert_eq!((&seen[1], &seen[2]), (&None, &None));
+}
+
+/// The facts script's CPU time comes back as what its shell's `times` printed (dash's and
+/// bash's formats), the shell's and its children's.
+#[test]
+fn the_facts_cpu_time_is_what_times_printed() {
+    let dash = "KF 0 type none\nKF-TIMES\n0m0.010000s 0m0.000000s\n0m1.090000s 0m0.200000s\n";
+    assert!((facts::cpu_seconds(dash) - 1.3).abs() < 1e-9);
+    let bash = "KF-TIMES\n0m0.000s 0m0.006s\n1m0.100s 0m0.007s\nKF 1 type dir\n";
+    assert!((facts::cpu_seconds(bash) - 60.113).abs() < 1e-9);
+    assert_eq!(facts::cpu_seconds("KF 0 type none\n"), 0.0);
 }

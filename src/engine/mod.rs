@@ -117,12 +117,37 @@ pub struct TaskReport {
     pub changes: Vec<Change>,
 }
 
+/// What a host's part of a run cost, as the engine counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    /// SSH commands: facts and apply scripts, uploads.
+    pub round_trips: u64,
+    /// Payload sent to the host: scripts and uploaded files (not SSH's own framing).
+    pub bytes_sent: u64,
+    /// Payload received: the scripts' output.
+    pub bytes_received: u64,
+    /// CPU seconds (user and system) the facts scripts and everything they ran used on the
+    /// host, as their shell's `times` reports them (10 ms ticks); the work they ask of
+    /// other processes (systemd answering systemctl, the API server answering kubectl) is
+    /// not in it.
+    pub facts_cpu_seconds: f64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        self.round_trips += other.round_trips;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.facts_cpu_seconds += other.facts_cpu_seconds;
+    }
+}
+
 /// What a phase did (or would do) on one host.
 #[derive(Debug, Clone, Default)]
 pub struct HostReport {
     pub host: String,
     pub tasks: Vec<TaskReport>,
-    pub round_trips: u64,
+    pub cost: Cost,
     /// Units this run (re)starts on the host, for handlers on later phases' hosts.
     pub restarted: Vec<String>,
 }
@@ -209,7 +234,7 @@ pub async fn run_host<T: Transport>(
             .await?
             .remove(0),
     };
-    report.round_trips += facts.round_trips;
+    report.cost += facts.cost;
     let facts = facts.observed;
 
     let per_resource = diff_all(plan, &resources, &facts, restarted);
@@ -244,29 +269,7 @@ pub async fn run_host<T: Transport>(
         return Ok(report);
     }
 
-    // Stream changed binaries first (to a temporary name, renamed atomically).
-    for ((t, r), changes) in resources.iter().zip(&per_resource) {
-        if let Resource::Upload {
-            path, local, perms, ..
-        } = r
-            && changes
-                .iter()
-                .any(|c| matches!(c.kind, ChangeKind::Upload { .. }))
-        {
-            transport
-                .upload_file(local, path, perms.mode, UPLOAD_TIMEOUT)
-                .await
-                .map_err(|source| EngineError::Transport {
-                    host: host.clone(),
-                    what: "upload",
-                    tasks: quoted(&[plan.tasks[*t].name.as_str()]),
-                    source,
-                })
-                .map_err(|e| with_task(e, &plan.tasks[*t].name))?;
-            report.round_trips += 1;
-        }
-    }
-
+    report.cost += upload_changed(transport, plan, &resources, &per_resource).await?;
     let script = apply_script(&resources, &per_resource, &options.hashing);
     let changing: Vec<&str> = report
         .tasks
@@ -283,7 +286,12 @@ pub async fn run_host<T: Transport>(
             tasks: quoted(&changing),
             source,
         })?;
-    report.round_trips += 1;
+    report.cost += Cost {
+        round_trips: 1,
+        bytes_sent: script.len() as u64,
+        bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
+        ..Cost::default()
+    };
     if out.status != 0 {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let at = stderr
@@ -305,6 +313,40 @@ pub async fn run_host<T: Transport>(
         });
     }
     Ok(report)
+}
+
+/// Streams the binaries whose content changes (each to a temporary name, renamed
+/// atomically), before the apply script that fixes their modes.
+async fn upload_changed<T: Transport>(
+    transport: &T,
+    plan: &HostPlan,
+    resources: &[(usize, &Resource)],
+    per_resource: &[Vec<Change>],
+) -> Result<Cost, EngineError> {
+    let mut cost = Cost::default();
+    for ((t, r), changes) in resources.iter().zip(per_resource) {
+        if let Resource::Upload {
+            path, local, perms, ..
+        } = r
+            && changes
+                .iter()
+                .any(|c| matches!(c.kind, ChangeKind::Upload { .. }))
+        {
+            transport
+                .upload_file(local, path, perms.mode, UPLOAD_TIMEOUT)
+                .await
+                .map_err(|source| EngineError::Transport {
+                    host: plan.host.clone(),
+                    what: "upload",
+                    tasks: quoted(&[plan.tasks[*t].name.as_str()]),
+                    source,
+                })
+                .map_err(|e| with_task(e, &plan.tasks[*t].name))?;
+            cost.round_trips += 1;
+            cost.bytes_sent += std::fs::metadata(local).map_or(0, |m| m.len());
+        }
+    }
+    Ok(cost)
 }
 
 /// Diffs every resource in order. A service sees the changes of the tasks that notify it,

@@ -164,7 +164,7 @@ async fn converge_then_idempotent_in_few_round_trips() {
     let p = plan(dir.path(), "1", &bin);
 
     let check = run(dir.path(), &p, Mode::Check).await;
-    assert_eq!(check.round_trips, 1);
+    assert_eq!(check.cost.round_trips, 1);
     assert!(check.change_count() >= 7, "{check:?}");
     assert!(
         !dir.path().join("etc/app").exists(),
@@ -173,8 +173,11 @@ async fn converge_then_idempotent_in_few_round_trips() {
 
     let first = run(dir.path(), &p, Mode::Apply).await;
     assert_eq!(first.change_count(), check.change_count());
-    // facts + one upload + one apply script
-    assert_eq!(first.round_trips, 3);
+    // facts + one upload + one apply script; the binary is most of what was sent
+    assert_eq!(first.cost.round_trips, 3);
+    assert!(first.cost.bytes_sent > 300_000, "{:?}", first.cost);
+    assert!(check.cost.bytes_sent < 20_000, "{:?}", check.cost);
+    assert!(check.cost.bytes_received > 0);
     let conf = std::fs::read_to_string(dir.path().join("etc/app/app.conf")).unwrap();
     assert_eq!(conf, "name=app\nsetting=1\n");
     use std::os::unix::fs::PermissionsExt;
@@ -201,7 +204,7 @@ async fn converge_then_idempotent_in_few_round_trips() {
 
     let again = run(dir.path(), &p, Mode::Check).await;
     assert_eq!(again.change_count(), 0, "not idempotent: {again:?}");
-    assert_eq!(again.round_trips, 1);
+    assert_eq!(again.cost.round_trips, 1);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{StepError, StepOutcome, SubCase, Workspace};
 use crate::connections::Connections;
-use crate::engine::{self, Change, ChangeKind, Facts, HostReport, Mode, Options, TaskReport};
+use crate::engine::{self, Change, ChangeKind, Cost, Facts, HostReport, Mode, Options, TaskReport};
 use crate::report::CaseOutcome;
 use crate::roles::NotExercised;
 use crate::state::ScenarioState;
@@ -25,11 +25,11 @@ impl ConvergeOutput {
         self.hosts.iter().map(HostReport::change_count).sum()
     }
 
-    /// SSH round trips per host (the control machine has none), over all phases.
-    pub fn round_trips(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
+    /// What the run cost on each host (the control machine has no cost), over all phases.
+    pub fn costs(&self) -> BTreeMap<String, Cost> {
+        let mut out: BTreeMap<String, Cost> = BTreeMap::new();
         for h in self.hosts.iter().filter(|h| h.host != CONTROL_MACHINE) {
-            *out.entry(h.host.clone()).or_default() += h.round_trips;
+            *out.entry(h.host.clone()).or_default() += h.cost;
         }
         out
     }
@@ -197,7 +197,7 @@ fn pki_changes(pki: &crate::pki::ClusterPki) -> Option<HostReport> {
             task: "cluster PKI".into(),
             changes,
         }],
-        round_trips: 0,
+        cost: Cost::default(),
         restarted: Vec::new(),
     })
 }
@@ -257,13 +257,24 @@ pub fn tally(hosts: &[HostReport]) -> String {
 
 impl From<&ConvergeOutput> for StepOutcome {
     fn from(output: &ConvergeOutput) -> StepOutcome {
-        let trips = output.round_trips();
-        let mut properties: Vec<(String, String)> = trips
+        let costs = output.costs();
+        let mut properties: Vec<(String, String)> = costs
             .iter()
-            .map(|(host, n)| (format!("ssh_round_trips.{host}"), n.to_string()))
+            .flat_map(|(host, c)| {
+                [
+                    ("ssh_round_trips", c.round_trips.to_string()),
+                    ("ssh_bytes_sent", c.bytes_sent.to_string()),
+                    ("ssh_bytes_received", c.bytes_received.to_string()),
+                    ("facts_cpu_seconds", format!("{:.2}", c.facts_cpu_seconds)),
+                ]
+                .map(|(what, value)| (format!("{what}.{host}"), value))
+            })
             .collect();
         properties.push(("changes".into(), output.changes().to_string()));
-        let per_host: Vec<String> = trips.iter().map(|(h, n)| format!("{h}={n}")).collect();
+        let per_host: Vec<String> = costs
+            .iter()
+            .map(|(h, c)| format!("{h}={}", c.round_trips))
+            .collect();
         StepOutcome {
             summary: format!(
                 "{} change(s) {}; SSH round trips per host: {}",
