@@ -3,8 +3,11 @@
 //! - `artifacts`: build or reuse the offline bundle (Kubernetes, etcd, containerd, CNI).
 //! - `scenario NAME`: artifacts, then the whole step sequence of one scenario.
 //! - `test`: what CI runs: artifacts, then `cargo test` (unit, snapshot and scenario tests).
+//! - `bench`: a scenario's costs (steps, idempotence runs, per-host round trips, bytes and
+//!   CPU), one table and `target/bench/bench.json`.
 
 mod artifacts;
+mod bench;
 mod bundle;
 mod elf;
 mod images;
@@ -50,6 +53,16 @@ enum Task {
         #[arg(long)]
         force: bool,
     },
+    /// Measure a scenario from fresh hosts to destroyed: each step's time, idempotence over
+    /// several runs, per-host costs; one table, and JSON in target/bench/bench.json.
+    Bench {
+        /// The scenario (it must have no hosts: the benchmark creates and destroys them).
+        #[arg(long, default_value = "default")]
+        scenario: String,
+        /// How many idempotence runs the min/median/max are taken over.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Build the artifacts, then run every test: unit, snapshot and scenario trials.
     Test {
         /// Arguments passed on to `cargo test`.
@@ -88,6 +101,10 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(130));
         }
         Task::VagrantBox { force } => vagrant_box(&root, force)?,
+        Task::Bench { scenario, runs } => {
+            build_artifacts(None, false)?;
+            bench::run(&root, &bench::Options { scenario, runs })?;
+        }
         Task::Test { args } => {
             build_artifacts(None, false)?;
             // The scenario trials include the Vagrant ones: vagrant, libvirt and the box.

@@ -1,0 +1,466 @@
+//! `cargo xtask bench`: what a scenario costs, measured on real hosts, printed as one table
+//! and written as JSON (`target/bench/bench.json`). A benchmark, not a test: it judges
+//! nothing but says where each figure stands against the targets of issue 15.
+//!
+//! It builds kubeforge, then runs each step as its own `kubeforge` process on a scenario
+//! that has no hosts yet (create, syntax, converge from fresh hosts, idempotence `runs`
+//! times, idempotence with `--full-hash`, a second converge, verify, destroy; destroy also
+//! after a failure). Per step: wall seconds, the kubeforge process's CPU seconds and peak
+//! RSS (sampled from `/proc` every 10 ms; CPU read once it has exited, before it is
+//! reaped), and, for converge and idempotence, per host what the engine counts (SSH round
+//! trips, payload bytes, the facts scripts' CPU seconds on the host), read from the step's
+//! JUnit report. The machine's peak memory in use is sampled too (it includes whatever
+//! else runs on the machine).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+/// The targets of issue 15 the table is read against.
+const TARGET_IDEMPOTENCE_SECONDS: f64 = 1.0;
+const TARGET_ROUND_TRIPS: u64 = 2;
+const TARGET_FACTS_CPU_SECONDS: f64 = 0.2;
+
+pub struct Options {
+    pub scenario: String,
+    pub runs: usize,
+}
+
+/// One step as run: its measures and, for converge and idempotence, each host's costs.
+#[derive(Debug, Clone, Serialize)]
+struct StepRun {
+    name: String,
+    wall_seconds: f64,
+    kubeforge_cpu_seconds: f64,
+    kubeforge_peak_rss_kb: u64,
+    hosts: BTreeMap<String, HostCost>,
+}
+
+/// What the engine counted on one host during a step (JUnit properties of the step).
+#[derive(Debug, Clone, Default, Serialize)]
+struct HostCost {
+    ssh_round_trips: u64,
+    ssh_bytes_sent: u64,
+    ssh_bytes_received: u64,
+    facts_cpu_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Spread {
+    runs: Vec<f64>,
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    scenario: String,
+    machine: Machine,
+    steps: Vec<StepRun>,
+    idempotence_wall_seconds: Spread,
+    targets: BTreeMap<&'static str, String>,
+    not_measured: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpus: usize,
+    load_average_at_start: String,
+    peak_memory_in_use_mb: u64,
+}
+
+/// Runs the benchmark and prints its table; the JSON goes to `<root>/target/bench/`.
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let state = kubeforge::state::StateDir::for_scenario(root, &options.scenario)
+        .load(&options.scenario)?;
+    if state.inventory.is_some() {
+        bail!(
+            "scenario {0} has hosts already: the benchmark starts from none (`cargo run -- destroy {0}`)",
+            options.scenario
+        );
+    }
+    let binary = build_kubeforge(root)?;
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let bench = Bench {
+        binary,
+        root: root.to_path_buf(),
+        out: out.clone(),
+        scenario: options.scenario.clone(),
+        machine_peak_kb: std::cell::Cell::new(0),
+    };
+    let steps = bench.steps(options.runs);
+    let destroyed = bench.step("destroy", &["destroy"]);
+    let mut steps = steps?;
+    steps.push(destroyed?);
+    let idem: Vec<f64> = steps
+        .iter()
+        .filter(|s| s.name.starts_with("idempotence #"))
+        .map(|s| s.wall_seconds)
+        .collect();
+    let report = Report {
+        scenario: options.scenario.clone(),
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            load_average_at_start: load
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+            peak_memory_in_use_mb: bench.machine_peak_kb.get() / 1024,
+        },
+        idempotence_wall_seconds: spread(idem),
+        targets: BTreeMap::new(),
+        not_measured: vec![
+            "ansible-playbook on an equivalent task list (issue 15 part 4)",
+            "16- and 50-host scaling rows (issue 15 part 3)",
+        ],
+        steps,
+    };
+    let report = with_targets(report);
+    print!("{}", table(&report));
+    let json = out.join("bench.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!("JSON: {}", json.display());
+    Ok(())
+}
+
+struct Bench {
+    binary: PathBuf,
+    root: PathBuf,
+    out: PathBuf,
+    scenario: String,
+    machine_peak_kb: std::cell::Cell<u64>,
+}
+
+impl Bench {
+    /// Every step but destroy, in order; the first failure stops them.
+    fn steps(&self, runs: usize) -> Result<Vec<StepRun>> {
+        let mut steps = vec![
+            self.step("create", &["create"])?,
+            self.step("syntax", &["syntax"])?,
+            self.step("converge (fresh hosts)", &["converge"])?,
+        ];
+        for i in 1..=runs {
+            steps.push(self.step(&format!("idempotence #{i}"), &["idempotence"])?);
+        }
+        steps.push(self.step("idempotence --full-hash", &["idempotence", "--full-hash"])?);
+        steps.push(self.step("converge (again)", &["converge"])?);
+        steps.push(self.step("verify", &["verify"])?);
+        Ok(steps)
+    }
+
+    /// Runs `kubeforge <args> <scenario>` with a JUnit report; fails when it does.
+    fn step(&self, name: &str, args: &[&str]) -> Result<StepRun> {
+        let file: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let junit = self.out.join(format!("{file}.xml"));
+        let log = self.out.join(format!("{file}.log"));
+        let _ = std::fs::remove_file(&junit);
+        eprintln!("bench: {name} (log {})", log.display());
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--junit")
+            .arg(&junit)
+            .args(&args[..1])
+            .arg(&self.scenario)
+            .args(&args[1..])
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let measured = measure(command, &self.machine_peak_kb)?;
+        if !measured.success {
+            bail!("{name} failed: see {}", log.display());
+        }
+        let hosts = std::fs::read_to_string(&junit)
+            .map(|xml| host_costs(&xml))
+            .unwrap_or_default();
+        Ok(StepRun {
+            name: name.to_string(),
+            wall_seconds: measured.wall_seconds,
+            kubeforge_cpu_seconds: measured.cpu_seconds,
+            kubeforge_peak_rss_kb: measured.peak_rss_kb,
+            hosts,
+        })
+    }
+}
+
+/// `cargo build` of kubeforge (the dev profile `cargo run` uses); its executable's path.
+fn build_kubeforge(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--package",
+            "kubeforge",
+            "--bin",
+            "kubeforge",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build of kubeforge failed ({})", out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .context("cargo build named no kubeforge executable")
+}
+
+struct Measured {
+    success: bool,
+    wall_seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_kb: u64,
+}
+
+/// Runs `command`, sampling its peak RSS (and the machine's memory in use) every 10 ms;
+/// its CPU time (its own and its reaped children's) is read once it has exited and before
+/// it is reaped, from `/proc/<pid>/stat`.
+fn measure(mut command: Command, machine_peak_kb: &std::cell::Cell<u64>) -> Result<Measured> {
+    let ticks = clock_ticks();
+    let start = Instant::now();
+    let mut child = command.spawn().context("starting kubeforge")?;
+    let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+    let mut peak = 0;
+    let cpu = loop {
+        let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+        // Fields after the command name in parentheses: state, ppid, ... utime is the 14th
+        // field of the line, stime, cutime, cstime the next.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let ticks_used: u64 = fields
+            .get(11..15)
+            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+        if fields.first().is_none_or(|state| *state == "Z") {
+            break ticks_used as f64 / ticks;
+        }
+        peak = peak.max(status_kb(&proc_dir.join("status"), "VmHWM:"));
+        let meminfo = Path::new("/proc/meminfo");
+        let in_use = status_kb(meminfo, "MemTotal:") - status_kb(meminfo, "MemAvailable:");
+        machine_peak_kb.set(machine_peak_kb.get().max(in_use));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let status = child.wait().context("waiting for kubeforge")?;
+    Ok(Measured {
+        success: status.success(),
+        wall_seconds: start.elapsed().as_secs_f64(),
+        cpu_seconds: cpu,
+        peak_rss_kb: peak,
+    })
+}
+
+/// A `Key:   123 kB` line of a /proc status file, in kB (0 when absent).
+fn status_kb(file: &Path, key: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The per-host properties of a JUnit report (`<what>.<host>` = value).
+fn host_costs(xml: &str) -> BTreeMap<String, HostCost> {
+    let mut hosts: BTreeMap<String, HostCost> = BTreeMap::new();
+    for rest in xml.split("<property name=\"").skip(1) {
+        let Some((name, rest)) = rest.split_once("\" value=\"") else {
+            continue;
+        };
+        let Some(value) = rest.split('"').next() else {
+            continue;
+        };
+        let Some((what, host)) = name.split_once('.') else {
+            continue;
+        };
+        let cost = hosts.entry(host.to_string()).or_default();
+        let int = || value.parse::<u64>().unwrap_or(0);
+        match what {
+            "ssh_round_trips" => cost.ssh_round_trips = int(),
+            "ssh_bytes_sent" => cost.ssh_bytes_sent = int(),
+            "ssh_bytes_received" => cost.ssh_bytes_received = int(),
+            "facts_cpu_seconds" => cost.facts_cpu_seconds = value.parse().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    hosts.retain(|_, c| c.ssh_round_trips > 0);
+    hosts
+}
+
+fn spread(runs: Vec<f64>) -> Spread {
+    let mut ordered = runs.clone();
+    ordered.sort_by(f64::total_cmp);
+    let at = |i: usize| ordered.get(i).copied().unwrap_or(f64::NAN);
+    let median = match ordered.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => at(n / 2),
+        n => (at(n / 2 - 1) + at(n / 2)) / 2.0,
+    };
+    Spread {
+        min: at(0),
+        median,
+        max: ordered.last().copied().unwrap_or(f64::NAN),
+        runs,
+    }
+}
+
+/// Where the figures stand against issue 15's targets, as words in the report.
+fn with_targets(mut report: Report) -> Report {
+    let idem: Vec<&StepRun> = report
+        .steps
+        .iter()
+        .filter(|s| s.name.starts_with("idempotence #"))
+        .collect();
+    let most_trips = idem
+        .iter()
+        .flat_map(|s| s.hosts.values())
+        .map(|c| c.ssh_round_trips)
+        .max()
+        .unwrap_or(0);
+    let most_cpu = idem
+        .iter()
+        .flat_map(|s| s.hosts.values())
+        .map(|c| c.facts_cpu_seconds)
+        .fold(0.0, f64::max);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let median = report.idempotence_wall_seconds.median;
+    report.targets = BTreeMap::from([
+        (
+            "idempotence median wall <= 1.0 s",
+            format!(
+                "{} ({median:.2} s)",
+                verdict(median <= TARGET_IDEMPOTENCE_SECONDS)
+            ),
+        ),
+        (
+            "round trips per host per idempotence <= 2",
+            format!(
+                "{} (at most {most_trips})",
+                verdict(most_trips <= TARGET_ROUND_TRIPS)
+            ),
+        ),
+        (
+            "host CPU per check <= 0.2 s per host",
+            format!(
+                "{} (at most {most_cpu:.2} s, facts scripts only)",
+                verdict(most_cpu <= TARGET_FACTS_CPU_SECONDS)
+            ),
+        ),
+    ]);
+    report
+}
+
+/// The report as a plain-text table.
+fn table(report: &Report) -> String {
+    let mut s = format!(
+        "\nkubeforge bench: scenario {}, {} CPUs, load average {} at start, machine memory in use at most {} MB\n\n",
+        report.scenario,
+        report.machine.cpus,
+        report.machine.load_average_at_start,
+        report.machine.peak_memory_in_use_mb
+    );
+    s.push_str(&format!(
+        "{:<26} {:>9} {:>15} {:>13}\n",
+        "step", "wall s", "kubeforge CPU s", "peak RSS MB"
+    ));
+    for step in &report.steps {
+        s.push_str(&format!(
+            "{:<26} {:>9.2} {:>15.2} {:>13.1}\n",
+            step.name,
+            step.wall_seconds,
+            step.kubeforge_cpu_seconds,
+            step.kubeforge_peak_rss_kb as f64 / 1024.0
+        ));
+    }
+    let i = &report.idempotence_wall_seconds;
+    s.push_str(&format!(
+        "\nidempotence over {} runs: min {:.2} s, median {:.2} s, max {:.2} s\n\n",
+        i.runs.len(),
+        i.min,
+        i.median,
+        i.max
+    ));
+    s.push_str(&format!(
+        "{:<26} {:<16} {:>11} {:>10} {:>10} {:>12}\n",
+        "per host", "host", "round trips", "sent KB", "recv KB", "facts CPU s"
+    ));
+    for step in report.steps.iter().filter(|s| !s.hosts.is_empty()) {
+        for (host, c) in &step.hosts {
+            s.push_str(&format!(
+                "{:<26} {:<16} {:>11} {:>10.1} {:>10.1} {:>12.2}\n",
+                step.name,
+                host,
+                c.ssh_round_trips,
+                c.ssh_bytes_sent as f64 / 1024.0,
+                c.ssh_bytes_received as f64 / 1024.0,
+                c.facts_cpu_seconds
+            ));
+        }
+    }
+    s.push_str("\ntargets (issue 15):\n");
+    for (target, verdict) in &report.targets {
+        s.push_str(&format!("  {target}: {verdict}\n"));
+    }
+    s.push_str("not measured:\n");
+    for what in &report.not_measured {
+        s.push_str(&format!("  {what}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_costs_come_from_the_step_properties() {
+        let xml = r#"<testcase name="idempotence"><properties>
+<property name="ssh_round_trips.etcd-01" value="1"/>
+<property name="ssh_bytes_sent.etcd-01" value="4586"/>
+<property name="facts_cpu_seconds.etcd-01" value="0.03"/>
+<property name="changes" value="0"/>
+<property name="ssh_round_trips.kube-master-01" value="2"/>
+</properties></testcase>"#;
+        let hosts = host_costs(xml);
+        assert_eq!(hosts.len(), 2, "{hosts:?}");
+        assert_eq!(hosts["etcd-01"].ssh_bytes_sent, 4586);
+        assert_eq!(hosts["etcd-01"].facts_cpu_seconds, 0.03);
+        assert_eq!(hosts["kube-master-01"].ssh_round_trips, 2);
+    }
+
+    #[test]
+    fn spread_of_runs() {
+        let s = spread(vec![0.9, 0.6, 0.7, 1.4, 0.65]);
+        assert_eq!((s.min, s.median, s.max), (0.6, 0.7, 1.4));
+        assert_eq!(spread(vec![1.0, 3.0]).median, 2.0);
+        assert!(spread(Vec::new()).median.is_nan());
+    }
+}
