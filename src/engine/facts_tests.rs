@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::super::hash_index::RACY_SECONDS;
 use super::super::tests::{LocalShell, options, plan, run, setup};
 use super::super::*;
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use api_object::ManifestError;
 pub use change::{Change, ChangeKind, RestartReason};
 pub use facts::{Facts, Probe, Want, gather};
-pub use hash_index::{Hashing, INDEX_DIR, RACY_SECONDS};
+pub use hash_index::Hashing;
 pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource};
 pub use route::Hop;
 pub use transport::{ExecOutput, Transport, TransportError};
