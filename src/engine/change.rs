@@ -63,6 +63,10 @@ pub enum ChangeKind {
     Run {
         reason: String,
     },
+    /// An image is imported into containerd from its tarball.
+    Import {
+        reason: String,
+    },
     /// A value (etcd key) or API object that does not exist yet.
     ValueCreate,
     /// A value or API object that differs from the desired one.
@@ -136,6 +140,7 @@ impl fmt::Display for ChangeKind {
                 write!(f, "restart (the running process uses a replaced {binary})")
             }
             ChangeKind::Run { reason } => write!(f, "run ({reason})"),
+            ChangeKind::Import { reason } => write!(f, "import ({reason})"),
             ChangeKind::Route { from: None, to } => write!(f, "add route {to}"),
             ChangeKind::Route {
                 from: Some(from),
@@ -163,6 +168,7 @@ impl ChangeKind {
                 | ChangeKind::Upload { .. }
                 | ChangeKind::Link { .. }
                 | ChangeKind::Run { .. }
+                | ChangeKind::Import { .. }
                 | ChangeKind::ValueCreate
                 | ChangeKind::ValueUpdate
         )
@@ -182,6 +188,7 @@ impl ChangeKind {
             ChangeKind::Start { .. } => "start",
             ChangeKind::Restart(_) => "restart",
             ChangeKind::Run { .. } => "run",
+            ChangeKind::Import { .. } => "import",
             ChangeKind::Wait { .. } => "wait",
             ChangeKind::Route { .. } => "route",
             ChangeKind::Sysctl { .. } => "sysctl",

@@ -5,7 +5,8 @@
 //! every managed path (a sha256 only for the files whose stat differs from the host's hash
 //! index, see [`super::hash_index`]), one `kubectl get` per kubectl for all API objects
 //! (one call per object only when that call fails, so that an object of a kind the API does
-//! not know yet reads as absent alone), and the resources' own lines for the rest. Facts
+//! not know yet reads as absent alone), one `ctr images ls` for all images, and the
+//! resources' own lines for the rest. Facts
 //! come back as `KF <id> <field> <value>` lines. The resources of several plans of a host
 //! (every phase of a check-mode run) can be observed by one script.
 
@@ -16,6 +17,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::hash_index::{Hashing, KEY_FORMAT};
+use super::image::{self, Image};
 use super::resource::{MAX_DIFF_BYTES, Observation, Resource};
 use super::transport::Transport;
 use super::{ApiObject, Cost, EngineError, HostPlan, quoted, tail};
@@ -28,6 +30,9 @@ const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum Probe {
     /// A path's type (`type`: file, dir, link, other, none), and `perms` (`644 root root`).
     Path { path: String, want: Want },
+    /// An image in containerd, read with every other image of the same `ctr` command from
+    /// one listing (facts `digest` and `marker`, see [`super::image`]).
+    Image { ctr: String, image: Image },
     /// A Kubernetes object, read with every other object of the same `kubectl` command in
     /// one call; its live JSON becomes the fact `live` (none when absent or unreadable).
     Object { kubectl: String, object: ApiObject },
@@ -168,6 +173,7 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
     let mut paths = String::new();
     let mut args = String::new();
     let mut objects: BTreeMap<&str, Vec<(usize, &ApiObject)>> = BTreeMap::new();
+    let mut images: BTreeMap<&str, Vec<(usize, &Image)>> = BTreeMap::new();
     let mut lines = String::new();
     for (id, probe) in probes.iter().enumerate() {
         match probe {
@@ -184,6 +190,7 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
             Probe::Object { kubectl, object } => {
                 objects.entry(kubectl).or_default().push((id, object))
             }
+            Probe::Image { ctr, image } => images.entry(ctr).or_default().push((id, image)),
             Probe::Lines(s) => lines.push_str(s),
             Probe::Nothing => {}
         }
@@ -199,6 +206,9 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
     }
     for (g, (kubectl, group)) in objects.iter().enumerate() {
         script.push_str(&objects_probe(g, kubectl, group));
+    }
+    for (ctr, group) in &images {
+        script.push_str(&image::probe_script(ctr, group));
     }
     script.push_str(&lines);
     // What the script and its children used, for the run's cost.

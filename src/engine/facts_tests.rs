@@ -259,3 +259,84 @@ fn the_facts_cpu_time_is_what_times_printed() {
     assert!((facts::cpu_seconds(bash) - 60.113).abs() < 1e-9);
     assert_eq!(facts::cpu_seconds("KF 0 type none\n"), 0.0);
 }
+
+/// A `ctr` stand-in keeping imported images as files (`example.com/<stem>:1`, its digest the
+/// tarball's sha256), logging its calls.
+fn fake_ctr(dir: &Path) -> String {
+    let script = r#"#!/bin/sh
+echo "$*" >> DIR/calls
+case "$1 $2" in
+"images ls") echo "REF TYPE DIGEST SIZE PLATFORMS LABELS"; cat DIR/store/* 2>/dev/null ;;
+"images import") n=$(basename "$3" .tar)
+  echo "example.com/$n:1 application/vnd.docker sha256:$(sha256sum < "$3" | cut -c1-12) 1KiB linux/amd64 -" > DIR/store/$n ;;
+*) exit 2 ;;
+esac
+"#;
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    let path = dir.join("ctr");
+    std::fs::write(&path, script.replace("DIR", &dir.display().to_string())).unwrap();
+    format!("sh {}", path.display())
+}
+
+/// Every image of a host is read from one `ctr images ls`; an image is imported while it is
+/// missing from containerd or came from another tarball, and not once it is as recorded.
+#[tokio::test]
+async fn images_are_read_from_one_listing_and_imported_until_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctr = fake_ctr(dir.path());
+    let image = |stem: &str, content: &str| {
+        let tarball = dir.path().join(format!("{stem}.tar"));
+        std::fs::write(&tarball, content).unwrap();
+        Resource::Image {
+            ctr: ctr.clone(),
+            image: Image {
+                reference: format!("example.com/{stem}:1"),
+                tarball: tarball.display().to_string(),
+                sha256: crate::files::sha256_hex(content.as_bytes()),
+                marker: dir
+                    .path()
+                    .join(format!("{stem}.imported"))
+                    .display()
+                    .to_string(),
+            },
+        }
+    };
+    let plan = |b: &str| HostPlan {
+        host: "local".into(),
+        tasks: vec![Task {
+            name: "images".into(),
+            role: "test",
+            resources: vec![image("a", "tarball a"), image("b", b)],
+        }],
+    };
+    let listings = || {
+        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
+        calls.lines().filter(|l| *l == "images ls").count()
+    };
+    let before = summaries(&run(dir.path(), &plan("tarball b"), Mode::Check).await);
+    assert_eq!(
+        before,
+        [
+            "image example.com/a:1: import (not in containerd)",
+            "image example.com/b:1: import (not in containerd)"
+        ]
+    );
+    assert_eq!(listings(), 1);
+    run(dir.path(), &plan("tarball b"), Mode::Apply).await;
+    assert_eq!(
+        check(dir.path(), &plan("tarball b"), false)
+            .await
+            .change_count(),
+        0
+    );
+
+    std::fs::remove_file(dir.path().join("store/a")).unwrap();
+    let after = summaries(&check(dir.path(), &plan("tarball b, rebuilt"), false).await);
+    assert_eq!(
+        after,
+        [
+            "image example.com/a:1: import (not in containerd)",
+            "image example.com/b:1: import (another tarball or digest than the one imported)"
+        ]
+    );
+}

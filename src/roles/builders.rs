@@ -11,9 +11,8 @@ use sha2::{Digest, Sha256};
 use super::{InstallContext, RoleError};
 use crate::cluster::commands::{ctr, kubectl};
 use crate::cluster::paths::{BIN_DIR, CNI_BIN_DIR, CNI_CONF_DIR, IMAGE_DIR, K8S_SSL_DIR};
-use crate::engine::{ApiObject, Guard, Perms, ReadyCheck, Resource, Task};
+use crate::engine::{ApiObject, Image, Perms, ReadyCheck, Resource, Task};
 use crate::pki::IssuedCert;
-use crate::ssh::shell_quote;
 
 /// A named task of a role: what the seeds' Ansible task lists call a task.
 pub fn task(role: &'static str, name: &str, resources: Vec<Resource>) -> Task {
@@ -166,12 +165,8 @@ impl InstallContext<'_> {
         self.template(path, "kubernetes/kubeconfig", &t, 0o600)
     }
 
-    /// An image from the bundle (`image:<reference>`, a docker-archive tarball) in containerd.
-    ///
-    /// The tarball is uploaded like any binary and imported; a marker records the tarball's
-    /// sha256 and the digest containerd gave the image. The import runs again while the
-    /// image is missing from containerd, has another digest (replaced under the same name)
-    /// or came from another tarball (a rebuilt image with the same tag).
+    /// An image from the bundle (`image:<reference>`, a docker-archive tarball) in containerd:
+    /// the tarball is uploaded like any binary and imported (see [`Image`]).
     pub fn image(&self, reference: &str) -> Result<Vec<Resource>, RoleError> {
         let (local, artifact) = self.bundle.get(&format!("image:{reference}"))?;
         let stem: String = reference
@@ -185,33 +180,21 @@ impl InstallContext<'_> {
             })
             .collect();
         let tarball = format!("{IMAGE_DIR}/{stem}.tar");
-        let marker = format!("{IMAGE_DIR}/{stem}.imported");
-        let (t, m, r) = (
-            shell_quote(&tarball),
-            shell_quote(&marker),
-            shell_quote(reference),
-        );
-        let sha = &artifact.sha256;
-        let digest = format!(
-            "{} images ls | awk -v r={r} '$1 == r {{ print $3 }}'",
-            ctr()
-        );
         Ok(vec![
             Resource::Upload {
                 path: tarball.clone(),
                 local,
-                sha256: sha.clone(),
+                sha256: artifact.sha256.clone(),
                 perms: Perms::root(0o644),
             },
-            Resource::Command {
-                name: format!("import image {reference}"),
-                command: format!(
-                    "{ctr} images import {t} >/dev/null && d=$({digest}) && [ -n \"$d\" ] || {{ echo \"{tarball} does not hold image {reference}\" >&2; exit 1; }}; printf '%s %s\\n' {sha} \"$d\" > {m}",
-                    ctr = ctr(),
-                ),
-                guard: Guard::Unless(format!(
-                    "[ \"$(cat {m} 2>/dev/null)\" = \"{sha} $({digest})\" ]"
-                )),
+            Resource::Image {
+                ctr: ctr(),
+                image: Image {
+                    reference: reference.to_string(),
+                    tarball,
+                    sha256: artifact.sha256.clone(),
+                    marker: format!("{IMAGE_DIR}/{stem}.imported"),
+                },
             },
         ])
     }
@@ -267,6 +250,7 @@ pub fn inputs_digest(tasks: &[Task], names: &[&str]) -> Result<String, RoleError
                 Resource::File { content, .. } => h.update(content),
                 Resource::Upload { sha256, .. } => h.update(sha256.as_bytes()),
                 Resource::Command { command, .. } => h.update(command.as_bytes()),
+                Resource::Image { image, .. } => h.update(image.sha256.as_bytes()),
                 _ => {}
             }
         }

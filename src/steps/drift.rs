@@ -232,7 +232,7 @@ fn runtime_drifts(h: &Hosts, cluster: &Cluster) -> Vec<Drift> {
             name: "image removed from containerd",
             host: h.b.clone(),
             command: format!("{} images rm {REDIS} >/dev/null", ctr()),
-            expect: vec![at(h.b, format!("command import image {REDIS}"))],
+            expect: vec![at(h.b, format!("image {REDIS}"))],
             repaired: format!("{} images ls -q | grep -qxF {REDIS}", ctr()),
         },
     ]

@@ -15,6 +15,7 @@ use base64::Engine as _;
 pub use super::api_object::ApiObject;
 use super::change::{Change, ChangeKind, RestartReason};
 use super::facts::{Probe, Want};
+use super::image::Image;
 use super::route::Hop;
 use crate::files::sha256_hex;
 use crate::ssh::shell_quote;
@@ -88,6 +89,9 @@ pub enum Resource {
         write: String,
         value: Vec<u8>,
     },
+    /// An image in containerd, imported from its tarball on the host with `ctr` (a command
+    /// line with its socket and namespace); every image of a host is read from one listing.
+    Image { ctr: String, image: Image },
     /// A Kubernetes object, read and written with `kubectl` (a command line with its
     /// kubeconfig). It is up to date when every field it sets has that value in the live
     /// object; fields the API server adds (status, defaults, uid) are not compared.
@@ -143,6 +147,7 @@ impl Resource {
             Resource::Service { unit, .. } => format!("service {unit}"),
             Resource::Command { name, .. } => format!("command {name}"),
             Resource::KeyValue { name, .. } => format!("key {name}"),
+            Resource::Image { image, .. } => format!("image {}", image.reference),
             Resource::ApiObject { object, .. } => format!("object {}", object.label()),
             Resource::Route { destination, .. } => format!("route {destination}"),
             Resource::Sysctl { key, .. } => format!("sysctl {key}"),
@@ -192,6 +197,10 @@ impl Resource {
                     show: !*secret,
                 },
             ),
+            Resource::Image { ctr, image } => Probe::Image {
+                ctr: ctr.clone(),
+                image: image.clone(),
+            },
             Resource::ApiObject { kubectl, object } => Probe::Object {
                 kubectl: kubectl.clone(),
                 object: object.clone(),
@@ -298,6 +307,11 @@ impl Resource {
                 }
             }
             Resource::KeyValue { name, value, .. } => diff_value(name, value, seen, &mut push),
+            Resource::Image { image, .. } => {
+                if let Some(import) = image.diff(seen) {
+                    push(import, None);
+                }
+            }
             Resource::ApiObject { object, .. } => diff_object(object, seen, &mut push),
             Resource::Route { via, .. } => {
                 let route = seen.get("route").map_or("", |r| r.trim());
@@ -445,6 +459,7 @@ impl Resource {
                 format!("( {command} )\n")
             }
             Resource::KeyValue { write, value, .. } => stdin_script(write, value),
+            Resource::Image { ctr, image } => image.import_script(ctr),
             Resource::ApiObject { kubectl, object } => stdin_script(
                 &format!("{kubectl} apply -f - >/dev/null"),
                 object.manifest().as_bytes(),
