@@ -545,3 +545,27 @@ async fn a_host_that_drops_is_named_with_the_tasks_it_was_applying() {
         "{err}"
     );
 }
+
+/// `kf_wait`'s limit is seconds, not tries: a probe that takes 2 s is tried twice within a
+/// 3 s limit (counting tries, it was tried 3 times and took 9 s).
+#[test]
+fn a_wait_gives_up_after_its_seconds_however_long_each_try_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tries = dir.path().join("tries");
+    let script = format!(
+        "{prelude}kf_wait 3 'echo x >> {tries}; sleep 2; false' && echo ready || echo gave-up",
+        prelude = apply_prelude(&Hashing {
+            index: dir.path().join("index").display().to_string(),
+            full: false,
+        }),
+        tries = tries.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "gave-up");
+    let count = std::fs::read_to_string(&tries).unwrap().lines().count();
+    assert_eq!(count, 2);
+}

@@ -37,7 +37,8 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         resources.push(file);
         resources.extend(objects);
     }
-    let resources = with_service_account_waits(resources);
+    let resources =
+        with_service_account_waits(resources, ctx.cluster.timeouts.of(SERVICE_ACCOUNT_WAIT));
     Ok(vec![phase(
         "workloads",
         vec![(
@@ -49,7 +50,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
 
 /// `resources` with a wait for the default ServiceAccount before the first Pod of each
 /// namespace (after the objects before it, so a Namespace the workload creates comes first).
-fn with_service_account_waits(resources: Vec<Resource>) -> Vec<Resource> {
+fn with_service_account_waits(resources: Vec<Resource>, timeout: Duration) -> Vec<Resource> {
     let mut waited = BTreeSet::new();
     let mut out = Vec::with_capacity(resources.len());
     for r in resources {
@@ -65,7 +66,7 @@ fn with_service_account_waits(resources: Vec<Resource>) -> Vec<Resource> {
                         kubectl(),
                         crate::ssh::shell_quote(&ns)
                     ),
-                    timeout: SERVICE_ACCOUNT_WAIT,
+                    timeout,
                     failure: format!(
                         "no ServiceAccount {ns}/default: the API refuses pods in {ns} until the controller-manager makes it"
                     ),

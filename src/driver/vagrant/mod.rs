@@ -29,7 +29,7 @@ use crate::scenario::{Group, VagrantProvider};
 pub use output::{SshConfigEntry, parse_ssh_config, vms_from_ssh_config};
 
 use libvirt::ensure_pool;
-use output::{parse_machine_line, progress_line};
+use output::{failure_of_last_command, parse_machine_line, progress_line};
 
 /// Prefix of the boxes `cargo xtask vagrant-box` builds (Vagrant stores `/` as `-VAGRANTSLASH-`).
 const LOCAL_BOX_DIR_PREFIX: &str = "kubeforge-VAGRANTSLASH-bookworm-";
@@ -106,14 +106,17 @@ pub enum VagrantError {
         #[source]
         source: CommandFailure,
     },
-    #[error("`{command}` for {instance} failed ({status}); last lines of {}:\n{tail}", log.display())]
+    #[error("`{command}` for {instance} failed ({status}); log {}:\n{message}", log.display())]
     Vagrant {
         /// The whole command line, `vagrant up ...`.
         command: String,
         instance: String,
-        status: String,
+        status: std::process::ExitStatus,
         log: PathBuf,
-        tail: String,
+        /// Vagrant's own message, without Ruby backtraces.
+        message: String,
+        /// Vagrant reported an exception of its own (or a plugin's), not a refusal.
+        internal: bool,
     },
     #[error("`vagrant up` for {instance} did not finish within {}s; log {}", timeout.as_secs(), log.display())]
     Timeout {
@@ -453,25 +456,14 @@ async fn vagrant(
         return Ok(());
     }
     let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
-    let tail: Vec<String> = text
-        .lines()
-        .rev()
-        .filter_map(|l| match parse_machine_line(l) {
-            Some(m) if m.kind == "ui" || m.kind == "error-exit" => {
-                m.data.last().map(|d| d.trim().to_string())
-            }
-            Some(_) => None,
-            None => Some(l.trim().to_string()),
-        })
-        .filter(|l| !l.is_empty())
-        .take(12)
-        .collect();
+    let failure = failure_of_last_command(&text);
     Err(VagrantError::Vagrant {
         command: shown,
         instance: plan.instance.clone(),
-        status: status.to_string(),
+        status,
         log: path,
-        tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        message: failure.message,
+        internal: failure.internal,
     })
 }
 
@@ -538,7 +530,24 @@ pub async fn create(
     ));
     let started = Instant::now();
     let provider = format!("--provider={}", plan.provider.as_str());
-    vagrant(plan, &env, &["up", &provider, "--machine-readable"], log).await?;
+    let up = ["up", provider.as_str(), "--machine-readable"];
+    match vagrant(plan, &env, &up, log).await {
+        // vagrant-libvirt brings machines up in parallel threads, and those threads race
+        // inside vagrant (seen once in CI as an exception during config validation, 5 s
+        // in): `vagrant up` resumes what it started, so an internal error gets one more try.
+        Err(VagrantError::Vagrant {
+            internal: true,
+            message,
+            ..
+        }) => {
+            log.warn(format!(
+                "vagrant up stopped on an error of vagrant itself, running it once more: {}",
+                message.lines().last().unwrap_or_default()
+            ));
+            vagrant(plan, &env, &up, log).await?;
+        }
+        other => other?,
+    }
     log.verbose(format!(
         "vagrant up: {:.0}s",
         started.elapsed().as_secs_f64()

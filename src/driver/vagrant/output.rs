@@ -62,6 +62,69 @@ pub(super) fn progress_line(line: &MachineLine) -> Option<String> {
     }
 }
 
+/// Why a vagrant command failed, read from its part of the log.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct VagrantFailure {
+    /// Vagrant's error message (its `error-exit`, else the last lines it printed), without
+    /// Ruby backtrace lines, which bury the message and say nothing to a user.
+    pub(super) message: String,
+    /// Vagrant calls the error its own bug ("Please report this as a bug"): an exception
+    /// inside vagrant or a plugin, such as the races of machines brought up in parallel,
+    /// not a refusal of the configuration.
+    pub(super) internal: bool,
+}
+
+/// The failure of the last command in a vagrant log, which holds every command of an
+/// instance after a `$ command` header line.
+pub(super) fn failure_of_last_command(log: &str) -> VagrantFailure {
+    let last = match log.rfind("\n$ ") {
+        Some(at) => log[at + 1..]
+            .split_once('\n')
+            .map_or("", |(_header, rest)| rest),
+        None => log,
+    };
+    let exit = last
+        .lines()
+        .filter_map(parse_machine_line)
+        .filter(|m| m.kind == "error-exit")
+        .filter_map(|m| m.data.last().cloned())
+        .next_back();
+    let text = match exit {
+        Some(message) => message,
+        None => {
+            let mut tail: Vec<String> = last
+                .lines()
+                .rev()
+                .filter_map(|l| match parse_machine_line(l) {
+                    Some(m) if m.kind == "ui" => m.data.last().cloned(),
+                    Some(_) => None,
+                    None => Some(l.to_string()),
+                })
+                .filter(|l| !l.trim().is_empty() && !is_backtrace_line(l))
+                .take(12)
+                .collect();
+            tail.reverse();
+            tail.join("\n")
+        }
+    };
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !is_backtrace_line(l))
+        .collect();
+    let message = message.join("\n").trim().to_string();
+    VagrantFailure {
+        internal: message.contains("Please report this as a bug"),
+        message,
+    }
+}
+
+/// `/usr/share/.../warden.rb:48:in `call'`: one frame of a Ruby backtrace.
+fn is_backtrace_line(line: &str) -> bool {
+    let line = line.trim();
+    line.starts_with('/') && line.contains(".rb:") && line.contains(":in ")
+}
+
 /// Blocks of `vagrant ssh-config`, by `Host`.
 pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshConfigEntry> {
     let mut out = BTreeMap::new();
@@ -190,5 +253,42 @@ mod tests {
             progress_line(&err).as_deref(),
             Some("vagrant error: Box not found")
         );
+    }
+
+    #[test]
+    fn a_failure_is_the_last_commands_error_without_its_backtrace() {
+        let log = "\n$ vagrant up --provider=libvirt --machine-readable\n\
+1700000000,,error-exit,Vagrant::Errors::BoxNotFound,an older failure\n\
+\n$ vagrant up --provider=libvirt --machine-readable\n\
+1700000001,a1,ui,error,==> a1: An error occurred. The error will be shown after all tasks complete.\n\
+1700000001,,error-exit,Vagrant::Errors::BatchMultiError,An error occurred while executing multiple actions in parallel.\\n\\nAn unexpected error occurred when executing the action on the\\n'a1' machine. Please report this as a bug:\\n\\nuninitialized constant Util::Boom\\n\\n/usr/lib/ruby/vagrant/action/builtin/config_validate.rb:25:in `call'\\n/usr/lib/ruby/vagrant/action/warden.rb:48:in `call'\n";
+        let failure = failure_of_last_command(log);
+        assert!(failure.internal);
+        assert!(
+            failure
+                .message
+                .ends_with("Please report this as a bug:\n\nuninitialized constant Util::Boom"),
+            "{}",
+            failure.message
+        );
+        assert!(!failure.message.contains("older failure"));
+        assert!(!failure.message.contains("warden.rb"));
+
+        let refused = failure_of_last_command(
+            "\n$ vagrant up\n1700000000,,error-exit,Vagrant::Errors::BoxNotFound,The box 'x' could not be found\n",
+        );
+        assert_eq!(
+            refused,
+            VagrantFailure {
+                message: "The box 'x' could not be found".into(),
+                internal: false
+            }
+        );
+
+        let no_exit = failure_of_last_command(
+            "\n$ vagrant up\n1700000000,a1,ui,info,==> a1: Creating domain\nruby: killed\n/usr/lib/x.rb:3:in `y'\n",
+        );
+        assert_eq!(no_exit.message, "==> a1: Creating domain\nruby: killed");
+        assert!(!no_exit.internal);
     }
 }
