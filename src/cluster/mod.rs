@@ -108,7 +108,28 @@ pub struct Cluster {
     pub timeouts: TimeoutScale,
 }
 
+/// Leader election of the controller-manager and scheduler, as their flags take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderElection {
+    pub lease_duration: String,
+    pub renew_deadline: String,
+    pub retry_period: String,
+}
+
 impl Cluster {
+    /// Kubernetes' defaults (lease 15 s, renew deadline 10 s, retry 2 s) on the platform's
+    /// timeout scale. A leader that cannot renew within the deadline exits: on an emulated
+    /// CPU a lease update took the API server over 10 s, and the controller-manager then
+    /// restarted in a loop, leaving Services without endpoints.
+    pub fn leader_election(&self) -> LeaderElection {
+        let secs = |s: u64| format!("{}s", self.timeouts.secs(s));
+        LeaderElection {
+            lease_duration: secs(15),
+            renew_deadline: secs(10),
+            retry_period: secs(2),
+        }
+    }
+
     /// Derives the cluster from a scenario and the hosts its driver created (or planned).
     pub fn derive(scenario: &Scenario, inventory: &Inventory) -> Result<Cluster, ClusterError> {
         let settings = scenario.cluster.clone();
@@ -351,6 +372,26 @@ mod tests {
             r#"{"Backend":{"Type":"host-gw"},"Network":"10.2.0.0/16"}"#
         );
         assert_eq!(c.workers().count(), 2);
+    }
+
+    #[test]
+    fn leader_election_keeps_kubernetes_defaults_and_stretches_on_a_slow_platform() {
+        let at = |text: &str| {
+            let s = scenario(text);
+            Cluster::derive(&s, &Inventory::planned(&s))
+                .unwrap()
+                .leader_election()
+        };
+        let le = |lease: &str, renew: &str, retry: &str| LeaderElection {
+            lease_duration: lease.into(),
+            renew_deadline: renew.into(),
+            retry_period: retry.into(),
+        };
+        assert_eq!(at(DEFAULT), le("15s", "10s", "2s"));
+        assert_eq!(
+            at(&format!("{DEFAULT}timeout_scale: 4\n")),
+            le("60s", "40s", "8s")
+        );
     }
 
     #[test]

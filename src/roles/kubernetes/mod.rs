@@ -73,6 +73,7 @@ fn template_context(ctx: &InstallContext, node: &Node) -> Value {
             "lb": HAPROXY,
         },
         "etcd_servers": cluster.etcd_endpoints,
+        "leader_election": cluster.leader_election(),
         "lb": cluster.api().load_balancer,
         "lb_dir": LB_DIR,
     })
