@@ -45,8 +45,10 @@ pub fn checks(cluster: &Cluster, gone: &[String], tag: &str) -> Vec<Check> {
             Check::on(
                 &master.name,
                 "a write through the API succeeds",
+                // A fresh name each try: a create that timed out may still have been
+                // written, and trying that name again would only ever say AlreadyExists.
                 format!(
-                    "{k} create configmap kubeforge-fault-{tag} --from-literal=at=\"$(date +%s)\" >/dev/null && {k} delete configmap kubeforge-fault-{tag} >/dev/null && echo written"
+                    "n=kubeforge-fault-{tag}-$(date +%s%N); {k} create configmap \"$n\" --from-literal=at=\"$n\" >/dev/null && [ \"$({k} get configmap \"$n\" -o jsonpath='{{.data.at}}')\" = \"$n\" ] && {k} get configmap -o name | grep \"/kubeforge-fault-{tag}-\" | xargs {k} delete >/dev/null && echo written"
                 ),
                 Expect::Output("written".into()),
             )
