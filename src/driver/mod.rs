@@ -245,25 +245,82 @@ fn podman_plan(
     }
 }
 
-/// Brings back hosts of a created scenario that stopped or vanished (Podman: started or
-/// run again); returns the names of hosts that got new host keys (recreated), whose pins
-/// must go. Other drivers' hosts are left as they are.
+/// What healing did for one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Healing {
+    /// It was running.
+    Running,
+    /// It was stopped or paused and was started: same disk, same host keys.
+    Started,
+    /// It was gone and was created again: new host keys.
+    Recreated,
+}
+
+impl std::fmt::Display for Healing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Healing::Running => "running",
+            Healing::Started => "was stopped: started again",
+            Healing::Recreated => "was gone: created again",
+        })
+    }
+}
+
+/// The hosts of a created scenario after [`heal`].
+#[derive(Debug)]
+pub struct Healed {
+    /// The inventory as it is now: a VM that came back may answer SSH elsewhere.
+    pub inventory: Inventory,
+    /// Hosts created again, whose host-key pins must go.
+    pub recreated: Vec<String>,
+}
+
+/// Brings back hosts of a created scenario that stopped or vanished, as Molecule's
+/// `create` does (Podman: started or run again; Vagrant: `vagrant up`). Existing hosts are
+/// not the run's to bring back: they are left as they are.
 pub async fn heal(
     scenario: &Scenario,
     ctx: &DriverContext<'_>,
     authorized_keys: &Path,
-) -> Result<Vec<String>, DriverError> {
-    let DriverConfig::Podman { subnet } = &scenario.driver else {
-        return Ok(Vec::new());
+    inventory: &Inventory,
+) -> Result<Healed, DriverError> {
+    let recreated = |healing: &[(String, Healing)]| {
+        healing
+            .iter()
+            .filter(|(_, h)| *h == Healing::Recreated)
+            .map(|(name, _)| name.clone())
+            .collect()
     };
-    let image = host_image::ensure_host_image(ctx.log).await?;
-    let plan = podman_plan(scenario, ctx.instance, subnet.clone(), authorized_keys);
-    let healed = podman::heal(&plan, &image, ctx.log).await?;
-    Ok(healed
-        .into_iter()
-        .filter(|(_, h)| *h == podman::Healing::Recreated)
-        .map(|(name, _)| name)
-        .collect())
+    match &scenario.driver {
+        DriverConfig::Podman { subnet } => {
+            let image = host_image::ensure_host_image(ctx.log).await?;
+            let plan = podman_plan(scenario, ctx.instance, subnet.clone(), authorized_keys);
+            let healing = podman::heal(&plan, &image, ctx.log).await?;
+            Ok(Healed {
+                inventory: inventory.clone(),
+                recreated: recreated(&healing),
+            })
+        }
+        DriverConfig::Vagrant { .. } => {
+            let plan = vagrant_plan(scenario, ctx)?;
+            let healing = vagrant::heal(&plan, authorized_keys, ctx.log).await?;
+            let inventory = match &healing.endpoints {
+                Some(vms) => Inventory {
+                    hosts: vagrant_hosts(scenario, ctx.instance, vms),
+                    ..inventory.clone()
+                },
+                None => inventory.clone(),
+            };
+            Ok(Healed {
+                inventory,
+                recreated: recreated(&healing.hosts),
+            })
+        }
+        DriverConfig::Existing { .. } => Ok(Healed {
+            inventory: inventory.clone(),
+            recreated: Vec::new(),
+        }),
+    }
 }
 
 /// Makes a fault happen to `host` (the `side_effect` step); only Podman hosts take faults

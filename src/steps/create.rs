@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{StepError, StepOutcome, Workspace};
 use crate::connections::Connections;
 use crate::driver;
+use crate::inventory::Inventory;
 use crate::ssh::{ClientKey, HostKeyPins};
 use crate::state::ScenarioState;
 
@@ -31,10 +32,14 @@ pub async fn run(
     connections: &mut Connections,
 ) -> Result<CreateOutput, StepError> {
     if let Some(inventory) = state.inventory.clone() {
-        let recreated = heal(ws, state, &inventory, connections).await?;
+        let healed = heal(ws, state, &inventory, connections).await?;
+        if healed.inventory != inventory {
+            state.inventory = Some(healed.inventory);
+            ws.state_dir.save(state)?;
+        }
         let output = CreateOutput::AlreadyCreated {
             hosts: inventory.hosts.len(),
-            recreated,
+            recreated: healed.recreated,
         };
         ws.say(StepOutcome::from(&output).summary);
         return Ok(output);
@@ -75,27 +80,44 @@ pub async fn run(
 }
 
 /// Brings back the hosts of `inventory` that stopped or vanished and connects to every
-/// host; returns those created again (their new host keys replace the old pins).
+/// host. Hosts created again lose their host-key pins (new keys); a host that answers SSH
+/// elsewhere now (a VM back on another management address) is connected to there.
 pub(super) async fn heal(
     ws: &Workspace,
     state: &ScenarioState,
-    inventory: &crate::inventory::Inventory,
+    inventory: &Inventory,
     connections: &mut Connections,
-) -> Result<Vec<String>, StepError> {
+) -> Result<driver::Healed, StepError> {
     let pub_key = ws.state_dir.ssh_key().with_extension("pub");
     let ctx = ws.driver_context(&state.instance);
-    let recreated = driver::heal(&ws.scenario, &ctx, &pub_key).await?;
-    if !recreated.is_empty() {
+    let healed = driver::heal(&ws.scenario, &ctx, &pub_key, inventory).await?;
+    if !healed.recreated.is_empty() {
         let pins_file = ws.state_dir.host_key_pins(inventory);
         let mut pins = HostKeyPins::load(&pins_file)?;
-        for host in &recreated {
+        for host in &healed.recreated {
             pins.remove(host);
         }
         pins.save(&pins_file)?;
-        connections.forget(&recreated).await;
     }
-    connections.connect_all(inventory, &ws.state_dir).await?;
-    Ok(recreated)
+    let moved: Vec<String> = healed
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| {
+            healed.recreated.contains(&h.name)
+                || !inventory.hosts.iter().any(|old| {
+                    old.name == h.name
+                        && old.ssh_address == h.ssh_address
+                        && old.ssh_port == h.ssh_port
+                })
+        })
+        .map(|h| h.name.clone())
+        .collect();
+    connections.forget(&moved).await;
+    connections
+        .connect_all(&healed.inventory, &ws.state_dir)
+        .await?;
+    Ok(healed)
 }
 
 impl From<&CreateOutput> for StepOutcome {

@@ -186,6 +186,7 @@ async fn recover(
                 .map_err(|e| e.to_string())?,
         }
     }
+    // Faults hit Podman hosts only, whose addresses never move: the inventory stays.
     heal(ws, state, inventory, connections)
         .await
         .map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 pub use subnet::host_ip;
 
+use super::Healing;
 use crate::net::Ipv4Net;
 use crate::process::{self, CommandFailure};
 use crate::report::Logger;
@@ -221,27 +222,6 @@ async fn load_bridge_netfilter() -> Result<(), PodmanError> {
         .await
         .map(drop)
         .map_err(command_err("load kernel module", "br_netfilter"))
-}
-
-/// What [`heal`] did for one host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Healing {
-    /// It was running.
-    Running,
-    /// It was stopped or paused and was started: same disk, same host keys.
-    Started,
-    /// Its container was gone and was run again (its volumes reused): new host keys.
-    Recreated,
-}
-
-impl std::fmt::Display for Healing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Healing::Running => "running",
-            Healing::Started => "was stopped: started again",
-            Healing::Recreated => "was gone: created again",
-        })
-    }
 }
 
 /// Brings back the hosts of an instance that stopped or vanished, as Molecule's `create`

@@ -125,6 +125,17 @@ fn is_backtrace_line(line: &str) -> bool {
     line.starts_with('/') && line.contains(".rb:") && line.contains(":in ")
 }
 
+/// Each VM's state from `vagrant status --machine-readable` (`running`, `shutoff`,
+/// `paused`, `not_created`, ...), by VM name.
+pub(super) fn vm_states(status: &str) -> BTreeMap<String, String> {
+    status
+        .lines()
+        .filter_map(parse_machine_line)
+        .filter(|m| m.kind == "state" && !m.target.is_empty())
+        .filter_map(|m| Some((m.target, m.data.first()?.clone())))
+        .collect()
+}
+
 /// Blocks of `vagrant ssh-config`, by `Host`.
 pub fn parse_ssh_config(text: &str) -> BTreeMap<String, SshConfigEntry> {
     let mut out = BTreeMap::new();
@@ -290,5 +301,19 @@ mod tests {
         );
         assert_eq!(no_exit.message, "==> a1: Creating domain\nruby: killed");
         assert!(!no_exit.internal);
+    }
+
+    #[test]
+    fn vm_states_by_name_from_vagrant_status() {
+        let status = "1700000000,etcd-01,metadata,provider,libvirt\n\
+                      1700000000,etcd-01,provider-name,libvirt\n\
+                      1700000000,etcd-01,state,shutoff\n\
+                      1700000000,etcd-01,state-human-short,shutoff\n\
+                      1700000000,etcd-02,state,running\n\
+                      1700000000,,ui,info,Current machine states:\n";
+        let states = vm_states(status);
+        assert_eq!(states.len(), 2);
+        assert_eq!(states["etcd-01"], "shutoff");
+        assert_eq!(states["etcd-02"], "running");
     }
 }
