@@ -123,6 +123,7 @@ fn every_credential_a_rendered_file_names_is_installed_on_its_host() {
         let ctx = InstallContext {
             cluster: &cluster,
             workloads: &scenario.workloads,
+            prune_objects: scenario.prune_objects,
             pki: &pki,
             bundle: &bundle,
             templates: &templates,
@@ -178,6 +179,7 @@ fn every_template_is_pinned_for_every_fixture() {
         let ctx = InstallContext {
             cluster: &cluster,
             workloads: &scenario.workloads,
+            prune_objects: scenario.prune_objects,
             pki: &pki,
             bundle: &bundle,
             templates: &templates,

@@ -12,6 +12,8 @@ pub const KUBEFORGE_DIR: &str = "/var/lib/kubeforge";
 pub const IMAGE_DIR: &str = "/var/lib/kubeforge/images";
 /// Units whose inputs changed but which were not restarted yet (an interrupted run).
 pub const RESTART_PENDING_DIR: &str = "/var/lib/kubeforge/restart-pending";
+/// The record of the API objects applied from a host (`engine::ObjectRecord`).
+pub const OBJECT_RECORD: &str = "/var/lib/kubeforge/api-objects";
 /// systemd units kubeforge writes.
 pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 

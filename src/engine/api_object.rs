@@ -51,6 +51,10 @@ impl ApiObject {
         Ok(out)
     }
 
+    pub fn api_version(&self) -> &str {
+        self.value["apiVersion"].as_str().unwrap_or_default()
+    }
+
     pub fn kind(&self) -> &str {
         self.value["kind"].as_str().unwrap_or_default()
     }

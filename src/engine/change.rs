@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::object_record::GoneObject;
+
 /// One planned change of one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -85,6 +87,14 @@ pub enum ChangeKind {
     Wait {
         what: String,
     },
+    /// The record of applied API objects is rewritten: `added` objects are applied that
+    /// it does not hold yet; `gone` ones it holds are no longer applied, and are deleted
+    /// when `prune`, else only named (they stay in the cluster).
+    Record {
+        added: usize,
+        gone: Vec<GoneObject>,
+        prune: bool,
+    },
 }
 
 /// Why a running service is restarted.
@@ -152,6 +162,28 @@ impl fmt::Display for ChangeKind {
             ChangeKind::ValueCreate => f.write_str("create"),
             ChangeKind::ValueUpdate => f.write_str("update"),
             ChangeKind::Wait { what } => write!(f, "wait ({what})"),
+            ChangeKind::Record { added, gone, prune } => {
+                let mut parts = Vec::new();
+                if *added > 0 {
+                    parts.push(format!("{added} object(s) to record"));
+                }
+                if !gone.is_empty() {
+                    let names: Vec<&str> = gone.iter().map(|g| g.label.as_str()).collect();
+                    parts.push(format!(
+                        "no longer rendered: {} ({})",
+                        names.join(", "),
+                        if *prune {
+                            "deleted from the cluster"
+                        } else {
+                            "kept in the cluster and forgotten: the scenario does not prune_objects"
+                        }
+                    ));
+                }
+                if parts.is_empty() {
+                    parts.push("rewrite".into());
+                }
+                write!(f, "record: {}", parts.join("; "))
+            }
         }
     }
 }
@@ -192,6 +224,10 @@ impl ChangeKind {
             ChangeKind::Wait { .. } => "wait",
             ChangeKind::Route { .. } => "route",
             ChangeKind::Sysctl { .. } => "sysctl",
+            ChangeKind::Record {
+                prune: true, gone, ..
+            } if !gone.is_empty() => "prune",
+            ChangeKind::Record { .. } => "record",
         }
     }
 }

@@ -11,20 +11,28 @@ pub mod network;
 pub mod runtime;
 pub mod workloads;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::artifacts::{ArtifactError, Bundle};
 use crate::cluster::Cluster;
-use crate::engine::{HostPlan, ManifestError, Phase, PlanError, Resource, Task};
+use crate::cluster::paths::OBJECT_RECORD;
+use crate::engine::{
+    HostPlan, ManifestError, ObjectRecord, ObjectRef, Phase, PlanError, Resource, Task,
+};
 use crate::pki::{ClusterPki, PkiError};
 use crate::scenario::Workload;
 use crate::templates::{TemplateError, Templates};
+use builders::task;
 
 /// Everything a role may read: the derived cluster, the PKI, the bundle, the templates,
 /// the scenario's workloads.
 pub struct InstallContext<'a> {
     pub cluster: &'a Cluster,
     pub workloads: &'a [Workload],
+    /// Delete API objects kubeforge applied before and no longer renders (the scenario's
+    /// `prune_objects`); else they are named once and kept.
+    pub prune_objects: bool,
     pub pki: &'a ClusterPki,
     pub bundle: &'a Bundle,
     pub templates: &'a Templates,
@@ -116,11 +124,55 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
     if has_nodes && wanted("workloads") {
         phases.extend(workloads::phases(ctx)?);
     }
+    // Only a whole plan knows which objects are no longer rendered.
+    if tags.is_empty() {
+        let records = object_records(ctx, &phases)?;
+        if !records.hosts.is_empty() {
+            phases.push(records);
+        }
+    }
     Ok(Plan {
         phases,
         not_exercised,
         control_kubeconfig,
     })
+}
+
+/// The record of every API object the plan applies, on each host that applies them: derived
+/// from the plan, so an object dropped from a template or a workload manifest is found (and
+/// deleted when the scenario prunes).
+fn object_records(ctx: &InstallContext, phases: &[Phase]) -> Result<Phase, RoleError> {
+    let mut by_host: BTreeMap<&str, (&str, BTreeSet<ObjectRef>)> = BTreeMap::new();
+    for phase in phases {
+        for hp in &phase.hosts {
+            for r in hp.tasks.iter().flat_map(|t| &t.resources) {
+                if let Resource::ApiObject { kubectl, object } = r {
+                    let (_, objects) = by_host
+                        .entry(&hp.host)
+                        .or_insert((kubectl, BTreeSet::new()));
+                    objects.insert(ObjectRef::of(object));
+                }
+            }
+        }
+    }
+    let hosts = by_host
+        .into_iter()
+        .map(|(host, (kubectl, objects))| {
+            let record = ObjectRecord {
+                kubectl: kubectl.to_string(),
+                path: OBJECT_RECORD.to_string(),
+                objects,
+                prune: ctx.prune_objects,
+            };
+            let record = task(
+                "kubernetes",
+                "API object record",
+                vec![Resource::ObjectRecord(record)],
+            );
+            (host.to_string(), vec![record])
+        })
+        .collect();
+    phase("API object record", hosts)
 }
 
 /// Builds a phase from per-host task lists, dropping hosts with nothing to do; each host's
@@ -211,6 +263,7 @@ pub(crate) mod test_support {
         f(&InstallContext {
             cluster: &cluster,
             workloads: &scenario.workloads,
+            prune_objects: scenario.prune_objects,
             pki: &pki,
             bundle,
             templates: &templates,

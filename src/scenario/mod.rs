@@ -43,6 +43,9 @@ pub struct Scenario {
     pub artifacts: ArtifactSettings,
     /// The scenario's own Kubernetes manifests, applied after the cluster is up.
     pub workloads: Vec<Workload>,
+    /// Delete the API objects kubeforge applied before and no longer renders (a workload
+    /// dropped from a manifest); without it they are named once and stay in the cluster.
+    pub prune_objects: bool,
     /// What the `side_effect` step does to the running cluster.
     pub faults: Vec<Fault>,
     /// The scenario's own checks, run by verify after the built-in ones.
@@ -77,6 +80,8 @@ struct ScenarioFile {
     artifacts: ArtifactSettings,
     #[serde(default)]
     workloads: Vec<PathBuf>,
+    #[serde(default)]
+    prune_objects: bool,
     #[serde(default)]
     faults: Vec<Fault>,
     #[serde(default)]
@@ -157,6 +162,7 @@ impl Scenario {
             cluster: file.cluster,
             artifacts: file.artifacts,
             workloads: Vec::new(),
+            prune_objects: file.prune_objects,
             faults: file.faults,
             checks: Vec::new(),
             sequence: file.sequence,

@@ -12,7 +12,7 @@ use super::converge::{self, ConvergeOutput};
 use super::{StepError, StepOutcome, SubCase, Workspace};
 use crate::cluster::commands::{ctr, etcdctl, kubectl};
 use crate::cluster::images::REDIS;
-use crate::cluster::paths::{K8S_SSL_DIR, MANIFESTS_DIR, unit_file};
+use crate::cluster::paths::{K8S_SSL_DIR, MANIFESTS_DIR, OBJECT_RECORD, unit_file};
 use crate::cluster::{Cluster, NETWORK_KEY, Node};
 use crate::connections::Connections;
 use crate::engine::{ApiObject, Mode, Options, Transport};
@@ -91,6 +91,7 @@ pub struct Catalogue {
 pub fn catalogue(
     cluster: &Cluster,
     workloads: &[crate::scenario::Workload],
+    prune_objects: bool,
 ) -> Result<Catalogue, StepError> {
     let (Some(master), Some(w1)) = (cluster.first_master(), cluster.workers().next()) else {
         return Err(StepError::Drift(
@@ -130,7 +131,33 @@ pub fn catalogue(
             "the scenario has no ConfigMap among its workloads to delete".to_string(),
         )),
     }
+    drifts.push(object_no_longer_rendered(&h, prune_objects));
     Ok(Catalogue { drifts, skipped })
+}
+
+/// An object kubeforge applied once and renders no more, as a converge of an older
+/// manifest leaves it: a ConfigMap applied and written into the object record. Converge
+/// deletes it when the scenario prunes, else names it and forgets it.
+fn object_no_longer_rendered(h: &Hosts, prune_objects: bool) -> Drift {
+    let k = kubectl();
+    let name = "kubeforge-drift-orphan";
+    let orphan = shell_quote(&format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"default"}}}}"#
+    ));
+    let get = format!("{k} get configmap {name} -n default >/dev/null 2>&1");
+    Drift {
+        name: "an applied object no longer rendered",
+        host: h.m.clone(),
+        command: format!(
+            "printf '%s\\n' {orphan} | {k} apply -f - >/dev/null && printf '%s\\n' {orphan} >> {OBJECT_RECORD}"
+        ),
+        expect: vec![at(h.m, format!("object record {OBJECT_RECORD}"))],
+        repaired: if prune_objects {
+            format!("! {get}")
+        } else {
+            format!("{get} && ! grep -q {name} {OBJECT_RECORD}")
+        },
+    }
 }
 
 /// Files (content, mode, owner, deletion) and units (stopped, disabled).
@@ -322,7 +349,8 @@ pub async fn run(
         .ok_or_else(|| StepError::NotCreated(ws.scenario.name.clone()))?;
     connections.connect_all(&inventory, &ws.state_dir).await?;
     let cluster = Cluster::derive(&ws.scenario, &inventory)?;
-    let Catalogue { drifts, skipped } = catalogue(&cluster, &ws.scenario.workloads)?;
+    let Catalogue { drifts, skipped } =
+        catalogue(&cluster, &ws.scenario.workloads, ws.scenario.prune_objects)?;
 
     let mut results = Vec::new();
     for drift in drifts {

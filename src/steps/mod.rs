@@ -118,6 +118,7 @@ impl Workspace {
         let ctx = InstallContext {
             cluster: &cluster,
             workloads: &self.scenario.workloads,
+            prune_objects: self.scenario.prune_objects,
             pki,
             bundle: &bundle,
             templates: &templates,

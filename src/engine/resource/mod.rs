@@ -16,6 +16,7 @@ pub use super::api_object::ApiObject;
 use super::change::{Change, ChangeKind, RestartReason};
 use super::facts::{Probe, Want};
 use super::image::Image;
+use super::object_record::ObjectRecord;
 use super::route::Hop;
 use crate::files::sha256_hex;
 use crate::ssh::shell_quote;
@@ -108,6 +109,8 @@ pub enum Resource {
         command: String,
         after_units: Vec<String>,
     },
+    /// The record of the API objects applied on this host (see [`ObjectRecord`]).
+    ObjectRecord(ObjectRecord),
     /// A readiness wait: satisfied while the read-only `until` command succeeds; apply polls
     /// it until `timeout`, then fails with `failure` and what `until` printed last.
     Wait {
@@ -147,6 +150,7 @@ impl Resource {
             Resource::Service { unit, .. } => format!("service {unit}"),
             Resource::Command { name, .. } => format!("command {name}"),
             Resource::KeyValue { name, .. } => format!("key {name}"),
+            Resource::ObjectRecord(record) => format!("object record {}", record.path),
             Resource::Image { image, .. } => format!("image {}", image.reference),
             Resource::ApiObject { object, .. } => format!("object {}", object.label()),
             Resource::Route { destination, .. } => format!("route {destination}"),
@@ -253,6 +257,7 @@ impl Resource {
             Resource::Wait { until, .. } => format!(
                 "if ( {until} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} ready yes\"; fi\n"
             ),
+            Resource::ObjectRecord(record) => record.probe_lines(id),
             _ => String::new(),
         }
     }
@@ -313,6 +318,11 @@ impl Resource {
                 }
             }
             Resource::ApiObject { object, .. } => diff_object(object, seen, &mut push),
+            Resource::ObjectRecord(record) => {
+                if let Some(change) = record.diff(seen) {
+                    push(change, None);
+                }
+            }
             Resource::Route { via, .. } => {
                 let route = seen.get("route").map_or("", |r| r.trim());
                 if !via.matches(route) {
@@ -460,6 +470,7 @@ impl Resource {
             }
             Resource::KeyValue { write, value, .. } => stdin_script(write, value),
             Resource::Image { ctr, image } => image.import_script(ctr),
+            Resource::ObjectRecord(record) => record.apply_script(&changes[0].kind),
             Resource::ApiObject { kubectl, object } => stdin_script(
                 &format!("{kubectl} apply -f - >/dev/null"),
                 object.manifest().as_bytes(),

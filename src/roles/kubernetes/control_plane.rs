@@ -210,6 +210,7 @@ mod tests {
                 bundle: &two,
                 cluster: ctx.cluster,
                 workloads: ctx.workloads,
+                prune_objects: ctx.prune_objects,
                 pki: ctx.pki,
                 templates: ctx.templates,
             };
