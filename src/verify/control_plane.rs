@@ -3,7 +3,7 @@
 //! pods are Ready and do not restart, nobody anonymous is served, `kubectl logs` works.
 
 use super::{Check, Expect};
-use crate::cluster::commands::kubectl;
+use crate::cluster::commands::{self, kubectl};
 use crate::cluster::paths::K8S_SSL_DIR;
 use crate::cluster::{Cluster, Node};
 
@@ -124,20 +124,12 @@ fn pods_ready_and_steady(cluster: &Cluster, master: &Node) -> Check {
 /// renewed within its duration: with several masters one of them leads, and takes over when
 /// the other goes.
 pub(super) fn leaders(cluster: &Cluster, on: &Node) -> Check {
-    let k = kubectl();
     let masters: Vec<&str> = cluster.masters().map(|m| m.name.as_str()).collect();
     Check::on(
         &on.name,
         "controller-manager and scheduler each have a leader, a master renewing its lease",
-        format!(
-            "now=$(date +%s); for c in kube-controller-manager kube-scheduler; do \
-               l=$({k} -n kube-system get lease \"$c\" -o jsonpath='{{.spec.holderIdentity}} {{.spec.renewTime}} {{.spec.leaseDurationSeconds}}' 2>&1) || {{ echo \"$c: $l\"; continue; }}; \
-               set -- $l; holder=${{1%%_*}}; age=$((now - $(date -d \"$2\" +%s))); \
-               case \" {} \" in *\" $holder \"*) ;; *) echo \"$c: led by '$holder', not a master\"; continue ;; esac; \
-               if [ \"$age\" -gt \"$3\" ]; then echo \"$c: lease of $holder not renewed for ${{age}}s\"; else echo \"$c=led\"; fi; done",
-            masters.join(" ")
-        ),
-        Expect::Output("kube-controller-manager=led\nkube-scheduler=led".into()),
+        commands::leaders(&masters),
+        Expect::Output(commands::all_led()),
     )
 }
 

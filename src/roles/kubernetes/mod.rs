@@ -49,6 +49,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         phase("kubernetes nodes", hosts)?,
         phase("kubernetes API", objects::api_wait(ctx))?,
         phase("kubernetes objects", objects::cluster_objects(ctx)?)?,
+        phase("control plane leaders", objects::leaders_wait(ctx))?,
     ])
 }
 

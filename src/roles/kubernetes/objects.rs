@@ -7,14 +7,18 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::ROLE;
-use crate::cluster::commands::kubectl;
+use crate::cluster::commands::{all_led, kubectl, leaders};
 use crate::cluster::paths::API_MANIFESTS_DIR;
 use crate::engine::{Resource, Task};
 use crate::roles::builders::{directory, task};
 use crate::roles::{InstallContext, RoleError};
+use crate::ssh::shell_quote;
 
 /// How long the wait gives the apiserver to answer.
 const API_WAIT: Duration = Duration::from_secs(180);
+/// How long controller-manager and scheduler get to lead: past the kubelet's longest
+/// restart back-off (300 s).
+const LEADERS_WAIT: Duration = Duration::from_secs(360);
 
 /// On every master: wait until its apiserver is healthy. Check mode of a healthy cluster
 /// plans nothing here.
@@ -38,6 +42,37 @@ pub(super) fn api_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
             )
         })
         .collect()
+}
+
+/// On the first master: wait until controller-manager and scheduler each have a leader
+/// renewing its lease. Their static pods start after the API answers, and on Kubernetes
+/// before 1.22 a changed manifest can start the new pod while the old one still holds its
+/// port, leaving the component in a restart back-off for minutes: converge is not done
+/// while it is, and check mode of a cluster in that state plans this wait.
+pub(super) fn leaders_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
+    let masters: Vec<&str> = ctx.cluster.masters().map(|m| m.name.as_str()).collect();
+    let first = ctx
+        .cluster
+        .first_master()
+        .expect("a cluster with nodes has a master");
+    let until = format!(
+        "[ \"$({})\" = {} ]",
+        leaders(&masters),
+        shell_quote(&all_led())
+    );
+    vec![(
+        first.name.clone(),
+        vec![task(
+            ROLE,
+            "wait for leaders",
+            vec![Resource::Wait {
+                name: "controller-manager and scheduler leaders".into(),
+                until,
+                timeout: ctx.cluster.timeouts.of(LEADERS_WAIT),
+                failure: "controller-manager or scheduler has no leader renewing its lease".into(),
+            }],
+        )],
+    )]
 }
 
 /// The cluster objects, rendered to the first master and applied through its kubectl.
