@@ -6,10 +6,9 @@ use std::path::Path;
 use super::output::vm_states;
 use super::{
     CreatedVm, VagrantError, VagrantHostSpec, VagrantPlan, box_name, check_prerequisites,
-    domain_name, ensure_pool, up, vagrant_env,
+    domain_name, ensure_pool, up, vagrant_env, vagrant_read,
 };
 use crate::driver::Healing;
-use crate::process::Program;
 use crate::report::Logger;
 use crate::scenario::VagrantProvider;
 
@@ -32,16 +31,13 @@ pub async fn heal(
 ) -> Result<VagrantHealing, VagrantError> {
     check_prerequisites(plan).await?;
     let env = vagrant_env(plan, box_name(plan)?.as_deref(), Some(authorized_keys));
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let status = Program::new("vagrant", &["status", "--machine-readable"])
-        .env(&env_ref)
-        .run()
-        .await
-        .map_err(|source| VagrantError::Command {
-            action: "read the VM states of",
-            target: plan.instance.clone(),
-            source,
-        })?;
+    let status = vagrant_read(
+        plan,
+        &env,
+        &["status", "--machine-readable"],
+        "read the VM states of",
+    )
+    .await?;
     let hosts = healing_of(&plan.hosts, &vm_states(&status));
     if hosts.iter().all(|(_, h)| *h == Healing::Running) {
         return Ok(VagrantHealing {

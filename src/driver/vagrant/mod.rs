@@ -327,6 +327,26 @@ async fn vagrant_output(plan: &VagrantPlan, args: &[&str]) -> Result<String, Com
         .await
 }
 
+/// The output of a vagrant command that only reads (`ssh-config`, `status`), run with the
+/// instance's environment; `action` names it in the error.
+async fn vagrant_read(
+    plan: &VagrantPlan,
+    env: &[(String, String)],
+    args: &[&str],
+    action: &'static str,
+) -> Result<String, VagrantError> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Program::new("vagrant", args)
+        .env(&env)
+        .run()
+        .await
+        .map_err(|source| VagrantError::Command {
+            action,
+            target: plan.instance.clone(),
+            source,
+        })
+}
+
 /// vagrant, its provider plugin and (libvirt) a running libvirtd, else a clear error.
 async fn check_prerequisites(plan: &VagrantPlan) -> Result<(), VagrantError> {
     let missing = |what: &str| VagrantError::Missing {
@@ -572,16 +592,7 @@ async fn up(
         "vagrant up: {:.0}s",
         started.elapsed().as_secs_f64()
     ));
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let text = Program::new("vagrant", &["ssh-config"])
-        .env(&env_ref)
-        .run()
-        .await
-        .map_err(|source| VagrantError::Command {
-            action: "read ssh-config of",
-            target: plan.instance.clone(),
-            source,
-        })?;
+    let text = vagrant_read(plan, env, &["ssh-config"], "read ssh-config of").await?;
     let created = vms_from_ssh_config(&plan.hosts, &text)?;
     for vm in &created {
         log.verbose(format!(
