@@ -334,7 +334,8 @@ pub async fn hit(
     Ok(())
 }
 
-/// Undoes a fault on `host`; a replaced host comes back through [`heal`].
+/// Undoes a fault on `host` where only the fault knows how (a disconnected host); hosts
+/// killed, stopped, paused or replaced come back through [`heal`], which waits for SSH.
 pub async fn undo(
     ctx: &DriverContext<'_>,
     host: &Host,

@@ -30,8 +30,10 @@ pub async fn hit(instance: &str, host: &str, action: FaultAction) -> Result<(), 
     Ok(())
 }
 
-/// Undoes `action` on `host` (at `address` on the instance's network). A replaced host is
-/// not brought back here: [`super::heal`] creates it again.
+/// Undoes `action` on `host` (at `address` on the instance's network) where only the
+/// fault knows how: a disconnected host is connected again. A killed, stopped, paused or
+/// replaced host is brought back by [`super::heal`], which waits until its SSH answers (a
+/// container started here would be reported back before its sshd listens).
 pub async fn undo(
     instance: &str,
     host: &str,
@@ -41,13 +43,10 @@ pub async fn undo(
     let container = container_name(instance, host);
     let network = network_name(instance);
     let ip = address.to_string();
-    let args: Vec<&str> = match action {
-        FaultAction::Kill | FaultAction::Stop => vec!["start", &container],
-        FaultAction::Pause => vec!["unpause", &container],
-        FaultAction::Disconnect => vec!["network", "connect", "--ip", &ip, &network, &container],
-        FaultAction::Replace | FaultAction::StopService => return Ok(()),
-    };
-    podman(&args)
+    if action != FaultAction::Disconnect {
+        return Ok(());
+    }
+    podman(&["network", "connect", "--ip", &ip, &network, &container])
         .await
         .map_err(command_err("undo a fault on container", &container))?;
     Ok(())
