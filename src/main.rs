@@ -50,12 +50,16 @@ enum Command {
         tags: Vec<String>,
         #[command(flatten)]
         hashing: HashingArgs,
+        #[command(flatten)]
+        files: FilesArgs,
     },
     /// Check mode after converge: fails unless zero changes are planned.
     Idempotence {
         scenario: String,
         #[command(flatten)]
         hashing: HashingArgs,
+        #[command(flatten)]
+        files: FilesArgs,
     },
     /// Hand changes on the converged cluster that converge must find and repair.
     Drift { scenario: String },
@@ -98,6 +102,16 @@ struct HashingArgs {
     /// size, mtime, ctime, inode and sha256 of each file, and is trusted while they match).
     #[arg(long)]
     full_hash: bool,
+}
+
+/// Whether converge and idempotence cover only the plan's files.
+#[derive(clap::Args)]
+struct FilesArgs {
+    /// Only what the plan writes as files (directories, files, templates, units,
+    /// certificates, binaries, image tarballs, links): no service started, no command run,
+    /// no image imported, no API object applied.
+    #[arg(long)]
+    only_files: bool,
 }
 
 fn main() -> ExitCode {
@@ -174,9 +188,11 @@ async fn run(cli: Cli) -> ExitCode {
             check,
             tags,
             hashing,
+            files,
             ..
         } => {
             runner.full_hash = hashing.full_hash;
+            runner.scope.only_files = files.only_files;
             match converge(&mut runner, check, tags, &log).await {
                 Ok(ok) => ok,
                 Err(code) => {
@@ -185,8 +201,9 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Idempotence { hashing, .. } => {
+        Command::Idempotence { hashing, files, .. } => {
             runner.full_hash = hashing.full_hash;
+            runner.scope.only_files = files.only_files;
             runner.run_step(Step::Idempotence).await
         }
         Command::Drift { .. } => runner.run_step(Step::Drift).await,
@@ -248,7 +265,7 @@ async fn converge(
             ExitCode::FAILURE
         });
     }
-    runner.tags = tags;
+    runner.scope.tags = tags;
     if !check {
         return Ok(runner.run_step(Step::Converge).await);
     }

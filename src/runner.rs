@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::connections::Connections;
 use crate::engine::{Mode, Options};
 use crate::report::{CaseOutcome, CaseReport, Logger, RunReport};
+use crate::roles::Scope;
 use crate::scenario::{Scenario, Step};
 use crate::state::{ScenarioState, StateDir, StateError, StepRecord};
 use crate::steps::{self, StepError, StepOutcome, SubCase, Workspace, converge::ConvergeOutput};
@@ -27,8 +28,8 @@ pub struct Runner {
     state: ScenarioState,
     connections: Connections,
     pub report: RunReport,
-    /// Limits converge to these roles (`--tags`).
-    pub tags: Vec<String>,
+    /// The part of the plan converge and idempotence cover (`--tags`, `--only-files`).
+    pub scope: Scope,
     /// Limits verify to the checks whose names match (`--check`).
     pub checks: Selection,
     /// Converge and idempotence hash every managed file, whatever the hosts' hash index
@@ -51,7 +52,7 @@ impl Runner {
             },
             state,
             connections,
-            tags: Vec::new(),
+            scope: Scope::default(),
             checks: Selection::default(),
             full_hash: false,
         })
@@ -160,10 +161,10 @@ impl Runner {
             Step::Syntax => (&steps::syntax::run(ws, state).await?).into(),
             Step::Converge => {
                 let options = Options::installer(Mode::Apply, full_hash);
-                (&steps::converge::run(ws, state, conns, &options, &self.tags).await?).into()
+                (&steps::converge::run(ws, state, conns, &options, &self.scope).await?).into()
             }
             Step::Idempotence => {
-                (&steps::idempotence::run(ws, state, conns, full_hash).await?).into()
+                (&steps::idempotence::run(ws, state, conns, full_hash, &self.scope).await?).into()
             }
             Step::Drift => (&steps::drift::run(ws, state, conns).await?).into(),
             Step::SideEffect => (&steps::side_effect::run(ws, state, conns).await?).into(),
@@ -179,7 +180,7 @@ impl Runner {
             &self.state,
             &mut self.connections,
             &Options::installer(Mode::Check, self.full_hash),
-            &self.tags,
+            &self.scope,
         )
         .await
     }

@@ -11,7 +11,7 @@ use kubeforge::cluster::Cluster;
 use kubeforge::inventory::Inventory;
 use kubeforge::pki::ClusterPki;
 use kubeforge::report::redact;
-use kubeforge::roles::{self, InstallContext};
+use kubeforge::roles::{self, InstallContext, Scope};
 use kubeforge::scenario::Scenario;
 use kubeforge::syntax;
 use kubeforge::templates::Templates;
@@ -114,21 +114,7 @@ fn every_credential_a_rendered_file_names_is_installed_on_its_host() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let templates = Templates::load(&root.join("templates")).unwrap();
     for fixture in ["default", "flannel-calico", "etcd3-workers3"] {
-        let path = root.join("fixtures").join(format!("{fixture}.yml"));
-        let scenario = Scenario::load(fixture, &path).unwrap();
-        let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
-        let pki_dir = tempfile::tempdir().unwrap();
-        let pki = ClusterPki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
-        let bundle = bundle(&scenario.cluster.kubernetes_version);
-        let ctx = InstallContext {
-            cluster: &cluster,
-            workloads: &scenario.workloads,
-            prune_objects: scenario.prune_objects,
-            pki: &pki,
-            bundle: &bundle,
-            templates: &templates,
-        };
-        let plan = roles::plan(&ctx, &[]).unwrap();
+        let plan = plan_of(fixture, &templates, &Scope::default());
         let installed: BTreeSet<(String, String)> = plan
             .phases
             .iter()
@@ -152,6 +138,62 @@ fn every_credential_a_rendered_file_names_is_installed_on_its_host() {
             }
         }
         assert!(missing.is_empty(), "not installed:\n{}", missing.join("\n"));
+    }
+}
+
+/// The plan for `fixtures/<fixture>.yml` limited to `scope`, with a fresh PKI.
+fn plan_of(fixture: &str, templates: &Templates, scope: &Scope) -> roles::Plan {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("fixtures").join(format!("{fixture}.yml"));
+    let scenario = Scenario::load(fixture, &path).unwrap();
+    let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = ClusterPki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
+    let bundle = bundle(&scenario.cluster.kubernetes_version);
+    let ctx = InstallContext {
+        cluster: &cluster,
+        workloads: &scenario.workloads,
+        prune_objects: scenario.prune_objects,
+        pki: &pki,
+        bundle: &bundle,
+        templates,
+    };
+    roles::plan(&ctx, scope).unwrap()
+}
+
+/// `--only-files` keeps every file-level resource of every host, in the same order, and
+/// nothing else.
+#[test]
+fn only_files_keeps_each_file_of_the_plan_and_nothing_else() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let templates = Templates::load(&root.join("templates")).unwrap();
+    let labels = |plan: &roles::Plan, files: bool| -> Vec<(String, String)> {
+        plan.phases
+            .iter()
+            .flat_map(|p| &p.hosts)
+            .flat_map(|h| {
+                h.tasks
+                    .iter()
+                    .flat_map(|t| &t.resources)
+                    .filter(move |r| !files || r.is_file_level())
+                    .map(|r| (h.host.clone(), r.label()))
+            })
+            .collect()
+    };
+    let whole = plan_of("default", &templates, &Scope::default());
+    let only_files = Scope {
+        only_files: true,
+        ..Scope::default()
+    };
+    let files = plan_of("default", &templates, &only_files);
+    let kept = labels(&files, false);
+    assert_eq!(kept, labels(&whole, true));
+    assert!(labels(&whole, false).len() > kept.len());
+    for kind in ["directory ", "file ", "binary "] {
+        assert!(
+            kept.iter().any(|(_, label)| label.starts_with(kind)),
+            "no {kind}in {kept:?}"
+        );
     }
 }
 
@@ -184,7 +226,7 @@ fn every_template_is_pinned_for_every_fixture() {
             bundle: &bundle,
             templates: &templates,
         };
-        let plan = roles::plan(&ctx, &[]).unwrap();
+        let plan = roles::plan(&ctx, &Scope::default()).unwrap();
         for (host, template, file, content) in roles::rendered_files(&plan.phases) {
             rendered_templates.insert(template.to_string());
             let rendered = String::from_utf8_lossy(content);

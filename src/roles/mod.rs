@@ -93,8 +93,27 @@ pub struct Plan {
     pub control_kubeconfig: Option<String>,
 }
 
-/// The ordered phases of a converge, limited to `tags` (all roles when empty).
-pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
+/// The part of the installer's plan a run covers: the whole plan by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Only these roles (`--tags`); all when empty.
+    pub tags: Vec<String>,
+    /// Only what is written as a file (`--only-files`): directories, files, templates,
+    /// units, certificates, uploaded binaries and image tarballs, links. No service is
+    /// started, no command run, no image imported, no API object applied: the file-level
+    /// work `cargo xtask bench` compares with Ansible and scales to many hosts.
+    pub only_files: bool,
+}
+
+impl Scope {
+    fn whole(&self) -> bool {
+        *self == Scope::default()
+    }
+}
+
+/// The ordered phases of a converge, limited to `scope`.
+pub fn plan(ctx: &InstallContext, scope: &Scope) -> Result<Plan, RoleError> {
+    let tags = &scope.tags;
     let wanted = |role: &str| tags.is_empty() || tags.iter().any(|t| t == role);
     let mut phases = Vec::new();
     let mut not_exercised = Vec::new();
@@ -125,11 +144,14 @@ pub fn plan(ctx: &InstallContext, tags: &[String]) -> Result<Plan, RoleError> {
         phases.extend(workloads::phases(ctx)?);
     }
     // Only a whole plan knows which objects are no longer rendered.
-    if tags.is_empty() {
+    if scope.whole() {
         let records = object_records(ctx, &phases)?;
         if !records.hosts.is_empty() {
             phases.push(records);
         }
+    }
+    if scope.only_files {
+        phases = only_files(phases);
     }
     Ok(Plan {
         phases,
@@ -173,6 +195,39 @@ fn object_records(ctx: &InstallContext, phases: &[Phase]) -> Result<Phase, RoleE
         })
         .collect();
     phase("API object record", hosts)
+}
+
+/// `phases` with only their file-level resources, dropping tasks, hosts and phases left
+/// with nothing (no service remains to be notified).
+fn only_files(phases: Vec<Phase>) -> Vec<Phase> {
+    phases
+        .into_iter()
+        .map(|phase| Phase {
+            hosts: phase
+                .hosts
+                .into_iter()
+                .map(|hp| HostPlan {
+                    tasks: hp
+                        .tasks
+                        .into_iter()
+                        .map(|task| Task {
+                            resources: task
+                                .resources
+                                .into_iter()
+                                .filter(Resource::is_file_level)
+                                .collect(),
+                            ..task
+                        })
+                        .filter(|task| !task.resources.is_empty())
+                        .collect(),
+                    ..hp
+                })
+                .filter(|hp| !hp.tasks.is_empty())
+                .collect(),
+            ..phase
+        })
+        .filter(|phase| !phase.hosts.is_empty())
+        .collect()
 }
 
 /// Builds a phase from per-host task lists, dropping hosts with nothing to do; each host's

@@ -10,7 +10,7 @@ use super::{StepError, StepOutcome, SubCase, Workspace};
 use crate::connections::Connections;
 use crate::engine::{self, Change, ChangeKind, Cost, Facts, HostReport, Mode, Options, TaskReport};
 use crate::report::CaseOutcome;
-use crate::roles::NotExercised;
+use crate::roles::{NotExercised, Scope};
 use crate::state::ScenarioState;
 
 /// What a converge did (or, in check mode, would do) on every host.
@@ -47,7 +47,7 @@ pub async fn run(
     state: &ScenarioState,
     connections: &mut Connections,
     options: &Options,
-    tags: &[String],
+    scope: &Scope,
 ) -> Result<ConvergeOutput, StepError> {
     let mode = options.mode;
     let inventory = state
@@ -56,7 +56,7 @@ pub async fn run(
         .ok_or_else(|| StepError::NotCreated(ws.scenario.name.clone()))?;
     connections.connect_all(&inventory, &ws.state_dir).await?;
     let pki = ws.pki()?;
-    let (plan, _) = ws.plan(&inventory, &pki, tags)?;
+    let (plan, _) = ws.plan(&inventory, &pki, scope)?;
     // Certificates and keys the plan made exist only in memory until here: written before
     // any host gets them, never in check mode.
     let mut hosts = Vec::new();

@@ -17,6 +17,7 @@ use crate::cluster::{Cluster, NETWORK_KEY, Node};
 use crate::connections::Connections;
 use crate::engine::{ApiObject, Mode, Options, Transport};
 use crate::report::CaseOutcome;
+use crate::roles::Scope;
 use crate::ssh::shell_quote;
 use crate::state::ScenarioState;
 
@@ -370,7 +371,16 @@ pub async fn run(
         });
     }
 
-    let found = changed(&converge::run(ws, state, connections, &indexed(Mode::Check), &[]).await?);
+    let found = changed(
+        &converge::run(
+            ws,
+            state,
+            connections,
+            &indexed(Mode::Check),
+            &Scope::default(),
+        )
+        .await?,
+    );
     let mut expected = BTreeSet::new();
     for r in &mut results {
         for e in &r.drift.expect {
@@ -385,12 +395,27 @@ pub async fn run(
         .map(|(h, r)| format!("{h}: {r}"))
         .collect();
 
-    converge::run(ws, state, connections, &indexed(Mode::Apply), &[]).await?;
-    let remaining =
-        changed(&converge::run(ws, state, connections, &indexed(Mode::Check), &[]).await?)
-            .into_iter()
-            .map(|(h, r)| format!("{h}: {r}"))
-            .collect();
+    converge::run(
+        ws,
+        state,
+        connections,
+        &indexed(Mode::Apply),
+        &Scope::default(),
+    )
+    .await?;
+    let remaining = changed(
+        &converge::run(
+            ws,
+            state,
+            connections,
+            &indexed(Mode::Check),
+            &Scope::default(),
+        )
+        .await?,
+    )
+    .into_iter()
+    .map(|(h, r)| format!("{h}: {r}"))
+    .collect();
     for r in &mut results {
         let session = connections.session(&r.drift.host)?;
         r.not_repaired = run_on(&session, &r.drift.repaired).await.err();

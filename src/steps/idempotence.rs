@@ -6,6 +6,7 @@ use super::converge::{self, ConvergeOutput, describe_changes, tally};
 use super::{StepError, StepOutcome, Workspace};
 use crate::connections::Connections;
 use crate::engine::{Mode, Options};
+use crate::roles::Scope;
 use crate::state::ScenarioState;
 
 /// The check-mode converge that idempotence judges.
@@ -16,10 +17,11 @@ pub async fn run(
     state: &ScenarioState,
     connections: &mut Connections,
     full_hash: bool,
+    scope: &Scope,
 ) -> Result<IdempotenceOutput, StepError> {
     let options = Options::installer(Mode::Check, full_hash);
     Ok(IdempotenceOutput(
-        converge::run(ws, state, connections, &options, &[]).await?,
+        converge::run(ws, state, connections, &options, scope).await?,
     ))
 }
 

@@ -21,7 +21,7 @@ use crate::engine::EngineError;
 use crate::inventory::Inventory;
 use crate::pki::{ClusterPki, PkiError};
 use crate::report::{CaseOutcome, Logger};
-use crate::roles::{self, InstallContext, Plan, RoleError};
+use crate::roles::{self, InstallContext, Plan, RoleError, Scope};
 use crate::scenario::Scenario;
 use crate::ssh::SshError;
 use crate::state::{StateDir, StateError};
@@ -104,12 +104,12 @@ impl Workspace {
         }
     }
 
-    /// The installer's plan for `inventory`, limited to `tags`, with the cluster it derived.
+    /// The installer's plan for `inventory`, limited to `scope`, with the cluster it derived.
     pub fn plan(
         &self,
         inventory: &Inventory,
         pki: &ClusterPki,
-        tags: &[String],
+        scope: &Scope,
     ) -> Result<(Plan, Cluster), StepError> {
         let templates = Templates::load(&roles::templates_dir(&self.root))?;
         let bundle = self.bundle()?;
@@ -123,7 +123,7 @@ impl Workspace {
             bundle: &bundle,
             templates: &templates,
         };
-        let plan = roles::plan(&ctx, tags)?;
+        let plan = roles::plan(&ctx, scope)?;
         Ok((plan, cluster))
     }
 

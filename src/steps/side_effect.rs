@@ -17,6 +17,7 @@ use crate::driver;
 use crate::engine::{Mode, Options};
 use crate::inventory::Inventory;
 use crate::report::CaseOutcome;
+use crate::roles::Scope;
 use crate::scenario::{Fault, FaultAction};
 use crate::state::ScenarioState;
 use crate::verify::{self, Check, CheckResult, Expect, Verdict};
@@ -195,7 +196,7 @@ async fn recover(
         state,
         connections,
         &Options::installer(Mode::Apply, false),
-        &[],
+        &Scope::default(),
     )
     .await
     .map(|_| ())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{StepError, StepOutcome, Workspace};
 use crate::inventory::Inventory;
-use crate::roles;
+use crate::roles::{self, Scope};
 use crate::state::{ScenarioState, StateError};
 use crate::syntax;
 
@@ -25,7 +25,7 @@ pub async fn run(ws: &Workspace, state: &ScenarioState) -> Result<SyntaxOutput, 
         Some(inv) => inv.clone(),
         None => Inventory::planned(&ws.scenario),
     };
-    let (plan, _) = ws.plan(&inventory, &ws.pki()?, &[])?;
+    let (plan, _) = ws.plan(&inventory, &ws.pki()?, &Scope::default())?;
     let scratch = ScratchDir::new()?;
     let files = roles::rendered_files(&plan.phases);
     let mut problems = Vec::new();

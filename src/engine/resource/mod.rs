@@ -140,6 +140,18 @@ pub enum Guard {
 pub type Observation = BTreeMap<String, String>;
 
 impl Resource {
+    /// Written as a file on the host: a directory, file, upload or link (see
+    /// [`Scope::only_files`](crate::roles::Scope::only_files)).
+    pub fn is_file_level(&self) -> bool {
+        matches!(
+            self,
+            Resource::Directory { .. }
+                | Resource::File { .. }
+                | Resource::Upload { .. }
+                | Resource::Symlink { .. }
+        )
+    }
+
     /// A short stable name, as shown in reports.
     pub fn label(&self) -> String {
         match self {

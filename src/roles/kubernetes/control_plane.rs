@@ -151,7 +151,7 @@ mod tests {
     use crate::artifacts::Bundle;
     use crate::engine::Resource;
     use crate::roles::test_support::{bundle, with_context};
-    use crate::roles::{InstallContext, plan};
+    use crate::roles::{InstallContext, Scope, plan};
 
     const APISERVER: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
     const SCHEDULER: &str = "/etc/kubernetes/manifests/kube-scheduler.yaml";
@@ -183,22 +183,28 @@ mod tests {
 
     /// The contents of the static pod manifests the plan writes, in order.
     fn manifests(ctx: &InstallContext) -> Vec<(String, Vec<u8>)> {
-        plan(ctx, &["kubernetes".to_string()])
-            .unwrap()
-            .phases
-            .iter()
-            .flat_map(|ph| &ph.hosts)
-            .flat_map(|h| &h.tasks)
-            .flat_map(|t| &t.resources)
-            .filter_map(|r| match r {
-                Resource::File { path, content, .. }
-                    if [APISERVER, SCHEDULER].contains(&path.as_str()) =>
-                {
-                    Some((path.clone(), content.clone()))
-                }
-                _ => None,
-            })
-            .collect()
+        plan(
+            ctx,
+            &Scope {
+                tags: vec!["kubernetes".into()],
+                ..Scope::default()
+            },
+        )
+        .unwrap()
+        .phases
+        .iter()
+        .flat_map(|ph| &ph.hosts)
+        .flat_map(|h| &h.tasks)
+        .flat_map(|t| &t.resources)
+        .filter_map(|r| match r {
+            Resource::File { path, content, .. }
+                if [APISERVER, SCHEDULER].contains(&path.as_str()) =>
+            {
+                Some((path.clone(), content.clone()))
+            }
+            _ => None,
+        })
+        .collect()
     }
 
     /// A rebuilt image under the same tag recreates only the pod that runs it.

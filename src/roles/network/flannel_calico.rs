@@ -179,7 +179,7 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
 #[cfg(test)]
 mod tests {
     use crate::roles::test_support::{bundle, with_context};
-    use crate::roles::{RoleError, plan};
+    use crate::roles::{RoleError, Scope, plan};
 
     #[test]
     fn a_bundle_without_flannel_and_calico_is_refused_naming_what_is_missing() {
@@ -187,7 +187,14 @@ mod tests {
             .map(String::from)
             .to_vec();
         let err = with_context("fixtures/flannel-calico.yml", &bundle(&have), |ctx| {
-            plan(ctx, &["network".to_string()]).unwrap_err()
+            plan(
+                ctx,
+                &Scope {
+                    tags: vec!["network".into()],
+                    ..Scope::default()
+                },
+            )
+            .unwrap_err()
         });
         let message = err.to_string();
         assert!(
