@@ -12,6 +12,8 @@
 //! JUnit report. The machine's peak memory in use is sampled too (it includes whatever
 //! else runs on the machine).
 
+mod project;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
