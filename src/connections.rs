@@ -23,11 +23,17 @@ pub enum ConnectionError {
     UnknownHost { host: String, known: String },
 }
 
+/// How many hosts a run works on at once unless told otherwise (`--hosts-at-once`).
+pub const DEFAULT_HOSTS_AT_ONCE: usize = 32;
+
 /// Sessions by host name.
 pub struct Connections {
     sessions: BTreeMap<String, SshSession>,
     /// The platform's: every session's timeouts and verify's windows are multiplied by it.
     timeout_scale: TimeoutScale,
+    /// How many hosts are connected to, gathered from or converged at once: a large
+    /// inventory must not open every session and run every host's scripts together.
+    hosts_at_once: usize,
 }
 
 impl Connections {
@@ -36,7 +42,23 @@ impl Connections {
         Connections {
             sessions: BTreeMap::new(),
             timeout_scale,
+            hosts_at_once: DEFAULT_HOSTS_AT_ONCE,
         }
+    }
+
+    /// Works on at most `n` hosts at once (at least one).
+    pub fn set_hosts_at_once(&mut self, n: usize) {
+        self.hosts_at_once = n.max(1);
+    }
+
+    /// Runs `work` (one future per host), at most [`hosts_at_once`](Self::set_hosts_at_once)
+    /// at a time; results in input order.
+    pub async fn per_host<F: Future>(&self, work: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+        use futures::StreamExt;
+        futures::stream::iter(work)
+            .buffered(self.hosts_at_once)
+            .collect()
+            .await
     }
 
     pub fn timeout_scale(&self) -> TimeoutScale {
@@ -70,17 +92,18 @@ impl Connections {
             timeout_scale: self.timeout_scale,
             ..SshOptions::default()
         };
-        let results = futures::future::join_all(todo.iter().map(|h| {
-            let target = SshTarget {
-                host: h.name.clone(),
-                address: h.ssh_address,
-                port: h.ssh_port,
-                user: h.user.clone(),
-            };
-            let (key, pins, opts) = (&key, pins.clone(), &opts);
-            async move { SshSession::connect(&target, key, pins, opts).await }
-        }))
-        .await;
+        let results = self
+            .per_host(todo.iter().map(|h| {
+                let target = SshTarget {
+                    host: h.name.clone(),
+                    address: h.ssh_address,
+                    port: h.ssh_port,
+                    user: h.user.clone(),
+                };
+                let (key, pins, opts) = (&key, pins.clone(), &opts);
+                async move { SshSession::connect(&target, key, pins, opts).await }
+            }))
+            .await;
         let pins = pins.lock().expect("pins lock").clone();
         if pins != loaded {
             pins.save(&pins_file)?;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use kubeforge::report::{Logger, print_summary};
 use kubeforge::runner::{DestroyPolicy, Runner};
@@ -28,6 +29,10 @@ struct Cli {
     /// Also append every line (verbose ones included, secrets redacted) to this file.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
+    /// Connect to, gather facts from and converge at most this many hosts at once.
+    #[arg(long, global = true, default_value_t = kubeforge::connections::DEFAULT_HOSTS_AT_ONCE,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    hosts_at_once: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -181,6 +186,7 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    runner.set_hosts_at_once(cli.hosts_at_once);
     let ok = match cli.command {
         Command::Create { .. } => runner.run_step(Step::Create).await,
         Command::Syntax { .. } => runner.run_step(Step::Syntax).await,

@@ -58,6 +58,11 @@ impl Runner {
         })
     }
 
+    /// Connects to, gathers from and converges at most `n` hosts at once.
+    pub fn set_hosts_at_once(&mut self, n: usize) {
+        self.connections.set_hosts_at_once(n);
+    }
+
     pub fn scenario(&self) -> &Scenario {
         &self.ws.scenario
     }

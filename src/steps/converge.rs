@@ -86,16 +86,17 @@ pub async fn run(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let so_far = &restarted;
-        let results = futures::future::join_all(
-            phase
-                .hosts
-                .iter()
-                .zip(sessions)
-                .map(|(hp, (s, facts))| async move {
-                    engine::run_host(&s, hp, options, so_far, facts).await
-                }),
-        )
-        .await;
+        let results = connections
+            .per_host(
+                phase
+                    .hosts
+                    .iter()
+                    .zip(sessions)
+                    .map(|(hp, (s, facts))| async move {
+                        engine::run_host(&s, hp, options, so_far, facts).await
+                    }),
+            )
+            .await;
         let reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         restarted.extend(reports.iter().flat_map(|r| r.restarted.iter().cloned()));
         let changed: usize = reports.iter().map(HostReport::change_count).sum();
@@ -157,16 +158,20 @@ async fn gather_all(
         .keys()
         .map(|host| connections.session(host))
         .collect::<Result<Vec<_>, _>>()?;
-    let gathered = futures::future::join_all(plans.iter().zip(sessions).map(
-        |((host, plans), s)| async move {
-            engine::gather(&s, host, plans, &options.hashing)
-                .await
-                .map(|facts| (host.to_string(), VecDeque::from(facts)))
-        },
-    ))
-    .await
-    .into_iter()
-    .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let gathered = connections
+        .per_host(
+            plans
+                .iter()
+                .zip(sessions)
+                .map(|((host, plans), s)| async move {
+                    engine::gather(&s, host, plans, &options.hashing)
+                        .await
+                        .map(|facts| (host.to_string(), VecDeque::from(facts)))
+                }),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
     ws.say(format!(
         "facts of {} phase(s) gathered from {} host(s) in {:.1}s",
         phases.len(),

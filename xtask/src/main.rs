@@ -62,6 +62,10 @@ enum Task {
         /// How many idempotence runs the min/median/max are taken over.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Host counts of the scaling rows (one etcd member, one master, workers; at least
+        /// 3 each), comma-separated; `--scale none` for no rows.
+        #[arg(long, value_delimiter = ',', default_value = "4,16,50", value_parser = scale_size)]
+        scale: Vec<Option<usize>>,
     },
     /// Build the artifacts, then run every test: unit, snapshot and scenario trials.
     Test {
@@ -69,6 +73,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// A scaling row's host count (`none`: no row).
+fn scale_size(value: &str) -> Result<Option<usize>, String> {
+    if value == "none" {
+        return Ok(None);
+    }
+    match value.parse::<usize>() {
+        Ok(n) if n >= 3 => Ok(Some(n)),
+        _ => Err(format!(
+            "'{value}': a host count of at least 3 (one etcd member, one master, workers) or none"
+        )),
+    }
 }
 
 fn main() -> Result<()> {
@@ -101,9 +118,21 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(130));
         }
         Task::VagrantBox { force } => vagrant_box(&root, force)?,
-        Task::Bench { scenario, runs } => {
+        Task::Bench {
+            scenario,
+            runs,
+            scale,
+        } => {
             build_artifacts(None, false)?;
-            bench::run(&root, &bench::Options { scenario, runs })?;
+            let scale = scale.into_iter().flatten().collect();
+            bench::run(
+                &root,
+                &bench::Options {
+                    scenario,
+                    runs,
+                    scale,
+                },
+            )?;
         }
         Task::Test { args } => {
             build_artifacts(None, false)?;

@@ -13,6 +13,7 @@
 //! else runs on the machine).
 
 mod project;
+mod scale;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,10 +27,14 @@ use serde::Serialize;
 const TARGET_IDEMPOTENCE_SECONDS: f64 = 1.0;
 const TARGET_ROUND_TRIPS: u64 = 2;
 const TARGET_FACTS_CPU_SECONDS: f64 = 0.2;
+/// The largest inventory's check against the smallest's.
+const TARGET_SCALE_RATIO: f64 = 2.0;
 
 pub struct Options {
     pub scenario: String,
     pub runs: usize,
+    /// Inventory sizes of the scaling rows (none: no rows).
+    pub scale: Vec<usize>,
 }
 
 /// One step as run: its measures and, for converge and idempotence, each host's costs.
@@ -65,6 +70,7 @@ struct Report {
     machine: Machine,
     steps: Vec<StepRun>,
     idempotence_wall_seconds: Spread,
+    scaling: Vec<scale::ScaleRow>,
     targets: BTreeMap<&'static str, String>,
     not_measured: Vec<&'static str>,
 }
@@ -101,6 +107,14 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let destroyed = bench.step("destroy", &["destroy"]);
     let mut steps = steps?;
     steps.push(destroyed?);
+    let scaling = scale::rows(
+        root,
+        &bench.binary,
+        &out,
+        &options.scale,
+        options.runs,
+        &bench.machine_peak_kb,
+    )?;
     let idem: Vec<f64> = steps
         .iter()
         .filter(|s| s.name.starts_with("idempotence #"))
@@ -118,11 +132,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             peak_memory_in_use_mb: bench.machine_peak_kb.get() / 1024,
         },
         idempotence_wall_seconds: spread(idem),
+        scaling,
         targets: BTreeMap::new(),
-        not_measured: vec![
-            "ansible-playbook on an equivalent task list (issue 15 part 4)",
-            "16- and 50-host scaling rows (issue 15 part 3)",
-        ],
+        not_measured: vec!["ansible-playbook on an equivalent task list (issue 15 part 4)"],
         steps,
     };
     let report = with_targets(report);
@@ -354,7 +366,23 @@ fn with_targets(mut report: Report) -> Report {
         .fold(0.0, f64::max);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let median = report.idempotence_wall_seconds.median;
-    report.targets = BTreeMap::from([
+    if let (Some(first), Some(last)) = (report.scaling.first(), report.scaling.last())
+        && last.hosts > first.hosts
+    {
+        let ratio = last.check_seconds.median / first.check_seconds.median;
+        report.targets.insert(
+            "check of the largest inventory <= 2x the smallest's",
+            format!(
+                "{} ({} hosts {:.2} s, {} hosts {:.2} s: {ratio:.2}x)",
+                verdict(ratio <= TARGET_SCALE_RATIO),
+                last.hosts,
+                last.check_seconds.median,
+                first.hosts,
+                first.check_seconds.median
+            ),
+        );
+    }
+    report.targets.extend([
         (
             "idempotence median wall <= 1.0 s",
             format!(
@@ -426,6 +454,9 @@ fn table(report: &Report) -> String {
                 c.facts_cpu_seconds
             ));
         }
+    }
+    if !report.scaling.is_empty() {
+        s.push_str(&scale::table(&report.scaling));
     }
     s.push_str("\ntargets (issue 15):\n");
     for (target, verdict) in &report.targets {
