@@ -191,14 +191,15 @@ pub enum EngineError {
 /// Functions every apply script can call: atomic file write (the temporary file is created
 /// under umask 077, so a key is never readable by others, not even before its chmod),
 /// readiness wait (`kf_wait SECONDS COMMAND`: a deadline in seconds however long each try
-/// takes; tries every second, every 5 s after 30 s so that a slow host's probes, such as a
+/// takes; tries every quarter second for the first 5 s, since most waits end within them,
+/// then every second, and every 5 s after 30 s so that a slow host's probes, such as a
 /// kubectl on an emulated CPU, do not starve what they wait for) and the hash index's.
 fn apply_prelude(hashing: &Hashing) -> String {
     format!(
         r#"set -e
 umask 022
 kf_write() {{ kf_t="$1.kf-tmp.$$"; (umask 077; base64 -d > "$kf_t"); chmod "$2" "$kf_t"; chown "$3" "$kf_t"; mv -f "$kf_t" "$1"; }}
-kf_wait() {{ kf_t0=$(date +%s); while :; do if sh -c "$2" >/dev/null 2>&1; then return 0; fi; kf_e=$(( $(date +%s) - kf_t0 )); [ "$kf_e" -lt "$1" ] || return 1; if [ "$kf_e" -lt 30 ]; then sleep 1; else sleep 5; fi; done; }}
+kf_wait() {{ kf_t0=$(date +%s); while :; do if sh -c "$2" >/dev/null 2>&1; then return 0; fi; kf_e=$(( $(date +%s) - kf_t0 )); [ "$kf_e" -lt "$1" ] || return 1; if [ "$kf_e" -lt 5 ]; then sleep 0.25; elif [ "$kf_e" -lt 30 ]; then sleep 1; else sleep 5; fi; done; }}
 mkdir -p /var/lib/kubeforge/restart-pending
 {}"#,
         hashing.shell_functions()
