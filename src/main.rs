@@ -113,7 +113,7 @@ struct HashingArgs {
 #[derive(clap::Args)]
 struct FilesArgs {
     /// Only what the plan writes as files (directories, files, templates, units,
-    /// certificates, binaries, image tarballs, links): no service started, no command run,
+    /// certificates, binaries, links): no service started, no command run,
     /// no image imported, no API object applied.
     #[arg(long)]
     only_files: bool,

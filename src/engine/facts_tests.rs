@@ -260,15 +260,15 @@ fn the_facts_cpu_time_is_what_times_printed() {
     assert_eq!(facts::cpu_seconds("KF 0 type none\n"), 0.0);
 }
 
-/// A `ctr` stand-in keeping imported images as files (`example.com/<stem>:1`, its digest the
-/// tarball's sha256), logging its calls.
+/// A `ctr` stand-in keeping imported images as files (`example.com/<stem>:1`, the stem the
+/// first word of the tarball fed on stdin, its digest the tarball's sha256), logging its calls.
 fn fake_ctr(dir: &Path) -> String {
     let script = r#"#!/bin/sh
 echo "$*" >> DIR/calls
 case "$1 $2" in
 "images ls") echo "REF TYPE DIGEST SIZE PLATFORMS LABELS"; cat DIR/store/* 2>/dev/null ;;
-"images import") n=$(basename "$3" .tar)
-  echo "example.com/$n:1 application/vnd.docker sha256:$(sha256sum < "$3" | cut -c1-12) 1KiB linux/amd64 -" > DIR/store/$n ;;
+"images import") tarball=$(cat); n=${tarball%% *}
+  echo "example.com/$n:1 application/vnd.docker sha256:$(printf %s "$tarball" | sha256sum | cut -c1-12) 1KiB linux/amd64 -" > DIR/store/$n ;;
 *) exit 2 ;;
 esac
 "#;
@@ -291,7 +291,7 @@ async fn images_are_read_from_one_listing_and_imported_until_as_recorded() {
             ctr: ctr.clone(),
             image: Image {
                 reference: format!("example.com/{stem}:1"),
-                tarball: tarball.display().to_string(),
+                local: tarball.clone(),
                 sha256: crate::files::sha256_hex(content.as_bytes()),
                 marker: dir
                     .path()
@@ -306,14 +306,14 @@ async fn images_are_read_from_one_listing_and_imported_until_as_recorded() {
         tasks: vec![Task {
             name: "images".into(),
             role: "test",
-            resources: vec![image("a", "tarball a"), image("b", b)],
+            resources: vec![image("a", "a tarball"), image("b", b)],
         }],
     };
     let listings = || {
         let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
         calls.lines().filter(|l| *l == "images ls").count()
     };
-    let before = summaries(&run(dir.path(), &plan("tarball b"), Mode::Check).await);
+    let before = summaries(&run(dir.path(), &plan("b tarball"), Mode::Check).await);
     assert_eq!(
         before,
         [
@@ -322,16 +322,16 @@ async fn images_are_read_from_one_listing_and_imported_until_as_recorded() {
         ]
     );
     assert_eq!(listings(), 1);
-    run(dir.path(), &plan("tarball b"), Mode::Apply).await;
+    run(dir.path(), &plan("b tarball"), Mode::Apply).await;
     assert_eq!(
-        check(dir.path(), &plan("tarball b"), false)
+        check(dir.path(), &plan("b tarball"), false)
             .await
             .change_count(),
         0
     );
 
     std::fs::remove_file(dir.path().join("store/a")).unwrap();
-    let after = summaries(&check(dir.path(), &plan("tarball b, rebuilt"), false).await);
+    let after = summaries(&check(dir.path(), &plan("b tarball, rebuilt"), false).await);
     assert_eq!(
         after,
         [
@@ -339,4 +339,51 @@ async fn images_are_read_from_one_listing_and_imported_until_as_recorded() {
             "image example.com/b:1: import (another tarball or digest than the one imported)"
         ]
     );
+}
+
+/// An image is imported where the plan has it: after what comes before it (a runtime
+/// started) and before what follows (a service that runs it), with its tarball fed on stdin.
+#[tokio::test]
+async fn an_image_is_streamed_into_its_import_between_the_resources_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctr = fake_ctr(dir.path());
+    let tarball = dir.path().join("c.tar");
+    std::fs::write(&tarball, "c tarball").unwrap();
+    let calls = dir.path().join("calls");
+    let note = |word: &str| Resource::Command {
+        name: word.into(),
+        command: format!("echo {word} >> {}", calls.display()),
+        guard: Guard::Creates(dir.path().join(word).display().to_string()),
+    };
+    let plan = HostPlan {
+        host: "local".into(),
+        tasks: vec![Task {
+            name: "images".into(),
+            role: "test",
+            resources: vec![
+                note("before"),
+                Resource::Image {
+                    ctr,
+                    image: Image {
+                        reference: "example.com/c:1".into(),
+                        local: tarball,
+                        sha256: crate::files::sha256_hex(b"c tarball"),
+                        marker: dir.path().join("c.imported").display().to_string(),
+                    },
+                },
+                note("after"),
+            ],
+        }],
+    };
+    let report = run(dir.path(), &plan, Mode::Apply).await;
+    assert_eq!(report.cost.round_trips, 4, "facts, script, import, script");
+    let log = std::fs::read_to_string(&calls).unwrap();
+    let order: Vec<&str> = log
+        .lines()
+        .filter(|l| ["before", "images import -", "after"].contains(l))
+        .collect();
+    assert_eq!(order, ["before", "images import -", "after"]);
+    assert!(dir.path().join("store/c").exists());
+    let again = summaries(&check(dir.path(), &plan, false).await);
+    assert!(again.iter().all(|s| !s.starts_with("image ")), "{again:?}");
 }

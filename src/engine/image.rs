@@ -1,11 +1,14 @@
-//! An image in containerd, imported from a tarball on the host (a
-//! [`Resource::Image`](super::Resource::Image)): how the facts script reads every image of a
-//! host from one `ctr images ls`, how a difference reads, and the import.
+//! An image in containerd, imported from a tarball of the control machine streamed into
+//! `ctr images import -` (a [`Resource::Image`](super::Resource::Image)): containerd holds
+//! the only copy on the host. How the facts script reads every image of a host from one
+//! `ctr images ls`, how a difference reads, and the import.
 //!
-//! A marker file beside the tarball records the tarball's sha256 and the digest containerd
-//! gave the image. The image is imported again while it is missing from containerd, has
-//! another digest there (replaced under the same name) or came from another tarball (a
-//! rebuilt image with the same tag).
+//! A marker file on the host records the tarball's sha256 and the digest containerd gave
+//! the image. The image is imported again while it is missing from containerd, has another
+//! digest there (replaced under the same name) or came from another tarball (a rebuilt
+//! image with the same tag).
+
+use std::path::PathBuf;
 
 use super::change::ChangeKind;
 use super::resource::Observation;
@@ -15,8 +18,8 @@ use crate::ssh::shell_quote;
 pub struct Image {
     /// `kubeforge.local/pause:3.4`.
     pub reference: String,
-    /// The docker-archive tarball on the host (uploaded by a resource before this one).
-    pub tarball: String,
+    /// The docker-archive tarball on the control machine.
+    pub local: PathBuf,
     /// The tarball's sha256.
     pub sha256: String,
     /// Where the tarball's sha256 and the image's digest are recorded after an import.
@@ -40,18 +43,20 @@ impl Image {
         })
     }
 
-    /// Imports the tarball with `ctr` (a command line), then records what it imported.
+    /// Imports the tarball fed on stdin with `ctr` (a command line), then records what it
+    /// imported.
     pub fn import_script(&self, ctr: &str) -> String {
-        let (t, m) = (shell_quote(&self.tarball), shell_quote(&self.marker));
         format!(
-            "{ctr} images import {t} >/dev/null\n\
+            "set -e\n\
+             {ctr} images import - >/dev/null\n\
              kf_d=$({digest})\n\
              [ -n \"$kf_d\" ] || {{ echo \"{tarball} does not hold image {reference}\" >&2; exit 1; }}\n\
              printf '%s %s\\n' {sha} \"$kf_d\" > {m}\n",
             digest = digest_of(ctr, &self.reference),
-            tarball = self.tarball,
+            tarball = self.local.display(),
             reference = self.reference,
             sha = self.sha256,
+            m = shell_quote(&self.marker),
         )
     }
 }
@@ -93,7 +98,7 @@ mod tests {
     fn pause() -> Image {
         Image {
             reference: "kubeforge.local/pause:3.4".into(),
-            tarball: "/var/lib/kubeforge/images/pause.tar".into(),
+            local: "/var/cache/kubeforge/bundle/images/pause-3.4.tar".into(),
             sha256: "a".repeat(64),
             marker: "/var/lib/kubeforge/images/pause.imported".into(),
         }

@@ -277,49 +277,97 @@ pub async fn run_host<T: Transport>(
     }
 
     report.cost += upload_changed(transport, plan, &resources, &per_resource).await?;
-    let script = apply_script(&resources, &per_resource, &options.hashing);
     let changing: Vec<&str> = report
         .tasks
         .iter()
         .filter(|t| !t.changes.is_empty())
         .map(|t| t.task.as_str())
         .collect();
-    let out = transport
-        .exec_root("sh -s", Some(script.as_bytes()), APPLY_TIMEOUT)
-        .await
-        .map_err(|source| EngineError::Transport {
-            host: host.clone(),
-            what: "apply",
-            tasks: quoted(&changing),
-            source,
-        })?;
-    report.cost += Cost {
-        round_trips: 1,
-        bytes_sent: script.len() as u64,
-        bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
-        ..Cost::default()
-    };
-    if out.status != 0 {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let at = stderr
-            .lines()
-            .filter_map(|l| l.strip_prefix("KF-AT "))
-            .filter_map(|n| n.trim().parse::<usize>().ok())
-            .next_back()
-            .unwrap_or(0);
-        let (t, r) = resources[at.min(resources.len() - 1)];
-        let message: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.starts_with("KF-AT "))
-            .collect();
-        return Err(EngineError::Apply {
-            host,
-            task: plan.tasks[t].name.clone(),
-            resource: r.label(),
-            stderr: tail(&message.join("\n"), 1500),
-        });
-    }
+    let steps = apply_steps(&resources, &per_resource, &options.hashing);
+    report.cost += apply(transport, plan, &resources, steps, &quoted(&changing)).await?;
     Ok(report)
+}
+
+/// Runs the apply `steps` in order; the first failure names its task and resource.
+async fn apply<T: Transport>(
+    transport: &T,
+    plan: &HostPlan,
+    resources: &[(usize, &Resource)],
+    steps: Vec<ApplyStep<'_>>,
+    changing: &str,
+) -> Result<Cost, EngineError> {
+    let transport_err = |what| {
+        move |source| EngineError::Transport {
+            host: plan.host.clone(),
+            what,
+            tasks: changing.to_string(),
+            source,
+        }
+    };
+    let mut cost = Cost::default();
+    for step in steps {
+        match step {
+            ApplyStep::Script(script) => {
+                let out = transport
+                    .exec_root("sh -s", Some(script.as_bytes()), APPLY_TIMEOUT)
+                    .await
+                    .map_err(transport_err("apply"))?;
+                cost += Cost {
+                    round_trips: 1,
+                    bytes_sent: script.len() as u64,
+                    bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
+                    ..Cost::default()
+                };
+                if out.status != 0 {
+                    return Err(script_failure(plan, resources, &out.stderr));
+                }
+            }
+            ApplyStep::Import { at, ctr, image } => {
+                let out = transport
+                    .exec_root_with_file(&image.import_script(ctr), &image.local, UPLOAD_TIMEOUT)
+                    .await
+                    .map_err(transport_err("image import"))?;
+                cost += Cost {
+                    round_trips: 1,
+                    bytes_sent: std::fs::metadata(&image.local).map_or(0, |m| m.len()),
+                    bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
+                    ..Cost::default()
+                };
+                if out.status != 0 {
+                    let (t, r) = resources[at];
+                    return Err(EngineError::Apply {
+                        host: plan.host.clone(),
+                        task: plan.tasks[t].name.clone(),
+                        resource: r.label(),
+                        stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
+                    });
+                }
+            }
+        }
+    }
+    Ok(cost)
+}
+
+/// The failure of an apply script: the task and resource its last `KF-AT` line names.
+fn script_failure(plan: &HostPlan, resources: &[(usize, &Resource)], stderr: &[u8]) -> EngineError {
+    let stderr = String::from_utf8_lossy(stderr);
+    let at = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("KF-AT "))
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+        .next_back()
+        .unwrap_or(0);
+    let (t, r) = resources[at.min(resources.len() - 1)];
+    let message: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("KF-AT "))
+        .collect();
+    EngineError::Apply {
+        host: plan.host.clone(),
+        task: plan.tasks[t].name.clone(),
+        resource: r.label(),
+        stderr: tail(&message.join("\n"), 1500),
+    }
 }
 
 /// Streams the binaries whose content changes (each to a temporary name, renamed
@@ -415,12 +463,29 @@ fn with_task(e: EngineError, task: &str) -> EngineError {
     }
 }
 
-fn apply_script(
-    resources: &[(usize, &Resource)],
+/// One round trip of an apply, in the plan's order: a script for a run of resources, or an
+/// image streamed from the control machine into its import.
+enum ApplyStep<'a> {
+    Script(String),
+    Import {
+        /// Index into the host's resources, to name it on failure.
+        at: usize,
+        ctr: &'a str,
+        image: &'a Image,
+    },
+}
+
+/// The apply of the changed resources: scripts split at each image import, so an image is
+/// imported exactly where the plan has it (after the runtime that holds it has started,
+/// before the services that run it).
+fn apply_steps<'a>(
+    resources: &[(usize, &'a Resource)],
     per_resource: &[Vec<Change>],
     hashing: &Hashing,
-) -> String {
+) -> Vec<ApplyStep<'a>> {
+    let mut steps = Vec::new();
     let mut script = apply_prelude(hashing);
+    let mut pending = false;
     // Services whose inputs change are marked first, so an interrupted run restarts them later.
     for ((_, r), changes) in resources.iter().zip(per_resource) {
         if let Resource::Service { unit, .. } = r
@@ -432,6 +497,7 @@ fn apply_script(
                 ": > {}\n",
                 crate::ssh::shell_quote(&resource::pending_marker(unit))
             ));
+            pending = true;
         }
     }
     let mut reload_needed = resources
@@ -442,17 +508,33 @@ fn apply_script(
         if changes.is_empty() {
             continue;
         }
+        if let Resource::Image { ctr, image } = r {
+            if pending {
+                steps.push(ApplyStep::Script(std::mem::replace(
+                    &mut script,
+                    apply_prelude(hashing),
+                )));
+                pending = false;
+            }
+            steps.push(ApplyStep::Import { at: i, ctr, image });
+            continue;
+        }
         script.push_str(&format!("echo 'KF-AT {i}' >&2\n"));
         if matches!(r, Resource::Service { .. }) && reload_needed {
             script.push_str("systemctl daemon-reload\n");
             reload_needed = false;
         }
         script.push_str(&r.apply_script(changes));
+        pending = true;
     }
     if reload_needed {
         script.push_str("systemctl daemon-reload\n");
+        pending = true;
     }
-    script
+    if pending {
+        steps.push(ApplyStep::Script(script));
+    }
+    steps
 }
 
 fn tail(s: &str, max: usize) -> String {

@@ -47,6 +47,16 @@ impl Transport for LocalShell {
         std::fs::set_permissions(remote_path, std::fs::Permissions::from_mode(mode)).unwrap();
         Ok(())
     }
+
+    async fn exec_root_with_file(
+        &self,
+        command: &str,
+        local: &Path,
+        timeout: Duration,
+    ) -> Result<ExecOutput, TransportError> {
+        self.exec_root(command, Some(&std::fs::read(local)?), timeout)
+            .await
+    }
 }
 
 fn me() -> (String, String) {
@@ -522,6 +532,17 @@ impl Transport for DroppingShell {
     ) -> Result<(), TransportError> {
         LocalShell
             .upload_file(local, remote_path, mode, timeout)
+            .await
+    }
+
+    async fn exec_root_with_file(
+        &self,
+        command: &str,
+        local: &Path,
+        timeout: Duration,
+    ) -> Result<ExecOutput, TransportError> {
+        LocalShell
+            .exec_root_with_file(command, local, timeout)
             .await
     }
 }

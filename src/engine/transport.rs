@@ -1,4 +1,5 @@
-//! How the engine reaches a host: run a root shell script, stream a file. The SSH session
+//! How the engine reaches a host: run a root shell script, stream a file to a path or into a
+//! command. The SSH session
 //! implements it; the engine's tests use a local shell to run the real scripts.
 
 use std::path::Path;
@@ -37,6 +38,13 @@ pub trait Transport: Sync {
         mode: u32,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<(), TransportError>> + Send;
+    /// Runs `command` as root with `local`'s content streamed to its stdin.
+    fn exec_root_with_file(
+        &self,
+        command: &str,
+        local: &Path,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<ExecOutput, TransportError>> + Send;
 }
 
 impl Transport for crate::ssh::SshSession {
@@ -56,5 +64,13 @@ impl Transport for crate::ssh::SshSession {
         timeout: Duration,
     ) -> Result<(), TransportError> {
         Ok(crate::ssh::SshSession::upload_file(self, local, remote_path, mode, timeout).await?)
+    }
+    async fn exec_root_with_file(
+        &self,
+        command: &str,
+        local: &Path,
+        timeout: Duration,
+    ) -> Result<ExecOutput, TransportError> {
+        Ok(crate::ssh::SshSession::exec_root_with_file(self, command, local, timeout).await?)
     }
 }

@@ -65,7 +65,7 @@ pub fn plan(ctx: &InstallContext) -> Result<AddonsPlan, RoleError> {
         for worker in cluster.workers() {
             let mut resources = Vec::new();
             for r in &worker_images {
-                resources.extend(ctx.image(r)?);
+                resources.push(ctx.image(r)?);
             }
             image_hosts.push((
                 worker.name.clone(),

@@ -165,9 +165,10 @@ impl InstallContext<'_> {
         self.template(path, "kubernetes/kubeconfig", &t, 0o600)
     }
 
-    /// An image from the bundle (`image:<reference>`, a docker-archive tarball) in containerd:
-    /// the tarball is uploaded like any binary and imported (see [`Image`]).
-    pub fn image(&self, reference: &str) -> Result<Vec<Resource>, RoleError> {
+    /// An image from the bundle (`image:<reference>`, a docker-archive tarball) in
+    /// containerd, streamed into its import (see [`Image`]); the import's record is kept in
+    /// [`IMAGE_DIR`].
+    pub fn image(&self, reference: &str) -> Result<Resource, RoleError> {
         let (local, artifact) = self.bundle.get(&format!("image:{reference}"))?;
         let stem: String = reference
             .chars()
@@ -179,24 +180,15 @@ impl InstallContext<'_> {
                 }
             })
             .collect();
-        let tarball = format!("{IMAGE_DIR}/{stem}.tar");
-        Ok(vec![
-            Resource::Upload {
-                path: tarball.clone(),
+        Ok(Resource::Image {
+            ctr: ctr(),
+            image: Image {
+                reference: reference.to_string(),
                 local,
                 sha256: artifact.sha256.clone(),
-                perms: Perms::root(0o644),
+                marker: format!("{IMAGE_DIR}/{stem}.imported"),
             },
-            Resource::Image {
-                ctr: ctr(),
-                image: Image {
-                    reference: reference.to_string(),
-                    tarball,
-                    sha256: artifact.sha256.clone(),
-                    marker: format!("{IMAGE_DIR}/{stem}.imported"),
-                },
-            },
-        ])
+        })
     }
 
     /// A manifest rendered to `path` (on a master: for the user, and pinned by snapshots)

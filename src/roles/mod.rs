@@ -99,7 +99,7 @@ pub struct Scope {
     /// Only these roles (`--tags`); all when empty.
     pub tags: Vec<String>,
     /// Only what is written as a file (`--only-files`): directories, files, templates,
-    /// units, certificates, uploaded binaries and image tarballs, links. No service is
+    /// units, certificates, uploaded binaries, links. No service is
     /// started, no command run, no image imported, no API object applied: the file-level
     /// work `cargo xtask bench` compares with Ansible and scales to many hosts.
     pub only_files: bool,

@@ -2,7 +2,7 @@
 //! under /opt/bin, its CRI configuration (runc v2 with cgroupfs, `restrict_oom_score_adj`
 //! because the machine grants no CAP_SYS_RESOURCE), the node's network settings (forwarding,
 //! bridged traffic through iptables, a route for the service range), and the
-//! sandbox image kubelet runs, imported from a tarball since no registry is reachable.
+//! sandbox image kubelet runs, streamed from its tarball into containerd since no registry is reachable.
 
 use std::time::Duration;
 
@@ -71,7 +71,7 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
             binaries.push(ctx.binary(name)?);
         }
         let mut images = vec![directory(KUBEFORGE_DIR, 0o755), directory(IMAGE_DIR, 0o700)];
-        images.extend(ctx.image(PAUSE)?);
+        images.push(ctx.image(PAUSE)?);
         let tasks = vec![
             task(
                 ROLE,

@@ -221,24 +221,11 @@ impl SshSession {
         timeout: Duration,
     ) -> Result<(), SshError> {
         let what = format!("uploading {} to {remote_path}", local.display());
-        let file = tokio::fs::File::open(local)
-            .await
-            .map_err(io_err(format!("opening {}", local.display())))?;
-        let len = file
-            .metadata()
-            .await
+        let len = std::fs::metadata(local)
             .map_err(io_err(format!("reading {}", local.display())))?
             .len();
         let script = upload_script(remote_path, mode, len, rand::random::<u64>());
-        // take(): a file growing during the upload must not make the size check fail.
-        let out = self
-            .run(
-                &as_root(&self.inner.user, &script),
-                &what,
-                Some(file.take(len)),
-                timeout,
-            )
-            .await?;
+        let out = self.feed_file(&script, local, len, &what, timeout).await?;
         if out.status != 0 {
             return Err(SshError::Remote {
                 host: self.inner.host.clone(),
@@ -248,6 +235,47 @@ impl SshSession {
             });
         }
         Ok(())
+    }
+
+    /// Runs `command` as root with the content of `local` as its stdin, streamed in chunks
+    /// (an image straight into `ctr images import -`); its exit status is the caller's.
+    pub async fn exec_root_with_file(
+        &self,
+        command: &str,
+        local: &Path,
+        timeout: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        let what = format!(
+            "running `{}` as root on {}",
+            command_summary(command),
+            local.display()
+        );
+        let len = std::fs::metadata(local)
+            .map_err(io_err(format!("reading {}", local.display())))?
+            .len();
+        self.feed_file(command, local, len, &what, timeout).await
+    }
+
+    /// Runs `command` as root, its stdin the first `len` bytes of `local` (a file growing
+    /// meanwhile must not make a size check fail).
+    async fn feed_file(
+        &self,
+        command: &str,
+        local: &Path,
+        len: u64,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(io_err(format!("opening {}", local.display())))?;
+        self.run(
+            &as_root(&self.inner.user, command),
+            what,
+            Some(file.take(len)),
+            timeout,
+        )
+        .await
     }
 
     /// Exec and upload calls started on this connection so far (for cost accounting).

@@ -78,6 +78,15 @@ impl Transport for Scripted {
     ) -> Result<(), TransportError> {
         unreachable!("checks do not upload")
     }
+
+    async fn exec_root_with_file(
+        &self,
+        _command: &str,
+        _local: &Path,
+        _timeout: Duration,
+    ) -> Result<ExecOutput, TransportError> {
+        unreachable!("checks do not stream files")
+    }
 }
 
 fn check(expect: Expect, within: u64) -> Check {

@@ -481,7 +481,8 @@ impl Resource {
                 format!("( {command} )\n")
             }
             Resource::KeyValue { write, value, .. } => stdin_script(write, value),
-            Resource::Image { ctr, image } => image.import_script(ctr),
+            // Streamed by the engine between parts of the apply script (see engine::apply_steps).
+            Resource::Image { .. } => String::new(),
             Resource::ObjectRecord(record) => record.apply_script(&changes[0].kind),
             Resource::ApiObject { kubectl, object } => stdin_script(
                 &format!("{kubectl} apply -f - >/dev/null"),

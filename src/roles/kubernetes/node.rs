@@ -51,7 +51,7 @@ pub(super) fn binaries_and_images(
     }
     let mut resources = Vec::new();
     for r in &images {
-        resources.extend(ctx.image(r)?);
+        resources.push(ctx.image(r)?);
     }
     tasks.push(task(ROLE, "kubernetes images", resources));
     Ok(tasks)

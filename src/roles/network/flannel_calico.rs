@@ -104,7 +104,7 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
         cluster.apiserver_url(),
     )?);
 
-    let mut calico = ctx.image(images.node)?;
+    let mut calico = vec![ctx.image(images.node)?];
     calico.extend([
         ctx.template(
             &unit_file(CALICO_UNIT),
@@ -115,7 +115,7 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
         service(CALICO_UNIT, &[CLUSTER_CA, CALICO_CREDENTIALS, CALICO], None),
     ]);
     if node.master {
-        calico.extend(ctx.image(images.kube_controllers)?);
+        calico.push(ctx.image(images.kube_controllers)?);
         calico.push(ctx.template(
             &format!("{MANIFESTS_DIR}/calico-policy-controller.yaml"),
             "flannel-calico/calico-policy-controller.yaml",

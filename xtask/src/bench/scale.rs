@@ -1,6 +1,6 @@
 //! The scaling rows (issue 15 part 3): one etcd member, one master and a growing number of
 //! workers on Podman hosts, converged with `--only-files` (every file the installer writes,
-//! binaries and image tarballs included; no service started, since fifty kubelets would not
+//! binaries included; no service started and no image imported, since fifty kubelets would not
 //! fit this machine) and then checked `runs` times with `idempotence --only-files`.
 
 use std::cell::Cell;
