@@ -322,25 +322,32 @@ async fn apply<T: Transport>(
                     return Err(script_failure(plan, resources, &out.stderr));
                 }
             }
-            ApplyStep::Import { at, ctr, image } => {
-                let out = transport
-                    .exec_root_with_file(&image.import_script(ctr), &image.local, UPLOAD_TIMEOUT)
-                    .await
-                    .map_err(transport_err("image import"))?;
-                cost += Cost {
-                    round_trips: 1,
-                    bytes_sent: std::fs::metadata(&image.local).map_or(0, |m| m.len()),
-                    bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
-                    ..Cost::default()
-                };
-                if out.status != 0 {
-                    let (t, r) = resources[at];
-                    return Err(EngineError::Apply {
-                        host: plan.host.clone(),
-                        task: plan.tasks[t].name.clone(),
-                        resource: r.label(),
-                        stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
-                    });
+            ApplyStep::Imports(imports) => {
+                let done = futures::future::join_all(imports.iter().map(|i| async move {
+                    let script = i.image.import_script(i.ctr);
+                    let out = transport
+                        .exec_root_with_file(&script, &i.image.local, UPLOAD_TIMEOUT)
+                        .await;
+                    (i, out)
+                }))
+                .await;
+                for (i, out) in done {
+                    let out = out.map_err(transport_err("image import"))?;
+                    cost += Cost {
+                        round_trips: 1,
+                        bytes_sent: std::fs::metadata(&i.image.local).map_or(0, |m| m.len()),
+                        bytes_received: (out.stdout.len() + out.stderr.len()) as u64,
+                        ..Cost::default()
+                    };
+                    if out.status != 0 {
+                        let (t, r) = resources[i.at];
+                        return Err(EngineError::Apply {
+                            host: plan.host.clone(),
+                            task: plan.tasks[t].name.clone(),
+                            resource: r.label(),
+                            stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
+                        });
+                    }
                 }
             }
         }
@@ -463,16 +470,20 @@ fn with_task(e: EngineError, task: &str) -> EngineError {
     }
 }
 
-/// One round trip of an apply, in the plan's order: a script for a run of resources, or an
-/// image streamed from the control machine into its import.
+/// A part of an apply, in the plan's order: a script for a run of resources (one round
+/// trip), or the images between two scripts, each streamed from the control machine into
+/// its import (one round trip each, concurrently: containerd unpacks one while the next
+/// streams).
 enum ApplyStep<'a> {
     Script(String),
-    Import {
-        /// Index into the host's resources, to name it on failure.
-        at: usize,
-        ctr: &'a str,
-        image: &'a Image,
-    },
+    Imports(Vec<Import<'a>>),
+}
+
+struct Import<'a> {
+    /// Index into the host's resources, to name it on failure.
+    at: usize,
+    ctr: &'a str,
+    image: &'a Image,
 }
 
 /// The apply of the changed resources: scripts split at each image import, so an image is
@@ -516,7 +527,11 @@ fn apply_steps<'a>(
                 )));
                 pending = false;
             }
-            steps.push(ApplyStep::Import { at: i, ctr, image });
+            let import = Import { at: i, ctr, image };
+            match steps.last_mut() {
+                Some(ApplyStep::Imports(imports)) => imports.push(import),
+                _ => steps.push(ApplyStep::Imports(vec![import])),
+            }
             continue;
         }
         script.push_str(&format!("echo 'KF-AT {i}' >&2\n"));
