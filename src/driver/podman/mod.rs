@@ -156,6 +156,7 @@ pub async fn create(
 ) -> Result<(CreatedNetwork, Vec<CreatedHost>), PodmanError> {
     validate_plan(plan)?;
     load_bridge_netfilter().await?;
+    ensure_inotify_instances(plan, log).await?;
     let keys_text = tokio::fs::read_to_string(&plan.authorized_keys)
         .await
         .map_err(|e| PodmanError::AuthorizedKeys {
@@ -222,6 +223,44 @@ async fn load_bridge_netfilter() -> Result<(), PodmanError> {
         .await
         .map(drop)
         .map_err(command_err("load kernel module", "br_netfilter"))
+}
+
+/// inotify instances one host's systemd, journald, logind, dbus and sshd take (6-7 seen).
+const INOTIFY_PER_HOST: u64 = 8;
+/// What the machine keeps for itself, the kernel's default limit.
+const INOTIFY_BASE: u64 = 128;
+const INOTIFY_INSTANCES: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// Raises the machine's per-user inotify limit when the plan's systemd hosts (all root's)
+/// would exceed it: systemd without an inotify instance exits at boot, and the default of
+/// 128 holds about 16 hosts. A machine-wide setting, like the bridge module above.
+async fn ensure_inotify_instances(plan: &PodmanPlan, log: &Logger) -> Result<(), PodmanError> {
+    let want = INOTIFY_BASE + INOTIFY_PER_HOST * plan.hosts.len() as u64;
+    let io_err = |action| {
+        move |source| PodmanError::Io {
+            instance: plan.instance.clone(),
+            action,
+            path: INOTIFY_INSTANCES.into(),
+            source,
+        }
+    };
+    let current: u64 = tokio::fs::read_to_string(INOTIFY_INSTANCES)
+        .await
+        .map_err(io_err("read"))?
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if current >= want {
+        return Ok(());
+    }
+    tokio::fs::write(INOTIFY_INSTANCES, format!("{want}\n"))
+        .await
+        .map_err(io_err("raise the inotify limit (root can) in"))?;
+    log.info(format!(
+        "raised fs.inotify.max_user_instances from {current} to {want} for {} systemd hosts",
+        plan.hosts.len()
+    ));
+    Ok(())
 }
 
 /// Brings back the hosts of an instance that stopped or vanished, as Molecule's `create`
