@@ -23,6 +23,11 @@ pub struct ScaleRow {
     pub apply_bytes_per_worker: u64,
     /// `idempotence --only-files`, wall seconds over the runs.
     pub check_seconds: Spread,
+    /// kubeforge's own CPU seconds per check (median): what grows on the control machine.
+    pub check_kubeforge_cpu_seconds: f64,
+    /// The facts scripts' CPU seconds per check, all hosts together (median): on this
+    /// machine every host shares its CPUs, so this bounds how far a check can scale here.
+    pub check_hosts_cpu_seconds: f64,
     pub check_peak_rss_kb: u64,
     /// The most SSH round trips one host cost in a check.
     pub check_most_round_trips: u64,
@@ -86,6 +91,17 @@ fn row(bench: &Bench, hosts: usize, runs: usize) -> Result<ScaleRow> {
         apply_peak_rss_kb: apply.kubeforge_peak_rss_kb,
         apply_bytes_per_worker,
         check_seconds: spread(checks.iter().map(|c| c.wall_seconds).collect()),
+        check_kubeforge_cpu_seconds: spread(
+            checks.iter().map(|c| c.kubeforge_cpu_seconds).collect(),
+        )
+        .median,
+        check_hosts_cpu_seconds: spread(
+            checks
+                .iter()
+                .map(|c| c.hosts.values().map(|h| h.facts_cpu_seconds).sum())
+                .collect(),
+        )
+        .median,
         check_peak_rss_kb: checks
             .iter()
             .map(|c| c.kubeforge_peak_rss_kb)
@@ -122,13 +138,15 @@ pub fn table(rows: &[ScaleRow]) -> String {
         kubeforge::connections::DEFAULT_HOSTS_AT_ONCE
     );
     s.push_str(&format!(
-        "{:>5} {:>9} {:>9} {:>13} {:>13} {:>13} {:>9} {:>11} {:>13}\n",
+        "{:>5} {:>9} {:>9} {:>10} {:>12} {:>12} {:>13} {:>13} {:>6} {:>13} {:>12}\n",
         "hosts",
         "create s",
         "apply s",
         "MB/worker",
         "check med s",
         "check/first",
+        "kubeforge CPU",
+        "hosts' CPU s",
         "trips",
         "check RSS MB",
         "RSS KB/host"
@@ -136,13 +154,15 @@ pub fn table(rows: &[ScaleRow]) -> String {
     let first = rows.first().map_or(f64::NAN, |r| r.check_seconds.median);
     for r in rows {
         s.push_str(&format!(
-            "{:>5} {:>9.1} {:>9.1} {:>13.1} {:>13.2} {:>13.2} {:>9} {:>11.1} {:>13.0}\n",
+            "{:>5} {:>9.1} {:>9.1} {:>10.1} {:>12.2} {:>12.2} {:>13.2} {:>13.2} {:>6} {:>13.1} {:>12.0}\n",
             r.hosts,
             r.create_seconds,
             r.apply_seconds,
             r.apply_bytes_per_worker as f64 / 1_048_576.0,
             r.check_seconds.median,
             r.check_seconds.median / first,
+            r.check_kubeforge_cpu_seconds,
+            r.check_hosts_cpu_seconds,
             r.check_most_round_trips,
             r.check_peak_rss_kb as f64 / 1024.0,
             r.check_rss_kb_per_host()
