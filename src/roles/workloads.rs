@@ -61,10 +61,13 @@ fn with_service_account_waits(resources: Vec<Resource>, timeout: Duration) -> Ve
             if waited.insert(ns.clone()) {
                 out.push(Resource::Wait {
                     name: format!("ServiceAccount {ns}/default"),
+                    // --raw: no API discovery, the lightest read kubectl makes.
                     until: format!(
-                        "{} -n {} get serviceaccount default",
+                        "{} get --raw {}",
                         kubectl(),
-                        crate::ssh::shell_quote(&ns)
+                        crate::ssh::shell_quote(&format!(
+                            "/api/v1/namespaces/{ns}/serviceaccounts/default"
+                        ))
                     ),
                     timeout,
                     failure: format!(
