@@ -62,6 +62,9 @@ enum Task {
         /// How many idempotence runs the min/median/max are taken over.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// The side-by-side run with ansible-playbook on the file-level work (own hosts).
+        #[arg(long, value_enum, default_value = "run")]
+        ansible: bench::AnsibleMode,
     },
     /// Build the artifacts, then run every test: unit, snapshot and scenario trials.
     Test {
@@ -101,9 +104,20 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(130));
         }
         Task::VagrantBox { force } => vagrant_box(&root, force)?,
-        Task::Bench { scenario, runs } => {
+        Task::Bench {
+            scenario,
+            runs,
+            ansible,
+        } => {
             build_artifacts(None, false)?;
-            bench::run(&root, &bench::Options { scenario, runs })?;
+            bench::run(
+                &root,
+                &bench::Options {
+                    scenario,
+                    runs,
+                    ansible,
+                },
+            )?;
         }
         Task::Test { args } => {
             build_artifacts(None, false)?;

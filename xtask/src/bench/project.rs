@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 
 /// Writes `<out>/projects/<name>/scenarios/<name>/scenario.yml` holding `scenario_yaml`,
 /// with `templates` linked to `<root>/templates`; the generated project's directory.
-#[allow(dead_code)] // used by the scaling rows and the Ansible comparison
 pub fn generate(root: &Path, out: &Path, name: &str, scenario_yaml: &str) -> Result<PathBuf> {
     let project = out.join("projects").join(name);
     let dir = project.join("scenarios").join(name);
