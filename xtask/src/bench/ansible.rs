@@ -460,6 +460,8 @@ pub fn playbook_command(
         .env("ANSIBLE_HOME", dir.join("home"))
         .env("ANSIBLE_LOCAL_TEMP", dir.join("tmp"))
         .env("ANSIBLE_SSH_CONTROL_PATH_DIR", control_dir)
+        // ansible-core refuses to run without a UTF-8 locale.
+        .env("LC_ALL", "C.UTF-8")
         .env("ANSIBLE_NOCOLOR", "1")
         .env("ANSIBLE_FORCE_COLOR", "0")
         .stdin(Stdio::null());
@@ -531,6 +533,57 @@ mod tests {
                 ("/opt/bin", None),
                 ("/opt/cni/bin", None),
             ]
+        );
+    }
+
+    #[test]
+    fn the_inventory_reaches_hosts_as_kubeforge_does() {
+        use kubeforge::inventory::Host;
+        use kubeforge::scenario::Group;
+        let host = |name: &str, address: &str, groups: Vec<Group>| Host {
+            name: name.into(),
+            address: address.parse().unwrap(),
+            ssh_address: address.parse().unwrap(),
+            ssh_port: 22,
+            user: "core".into(),
+            groups,
+            handle: None,
+        };
+        let inventory = Inventory {
+            hosts: vec![
+                host("etcd-01", "172.30.5.101", vec![Group::Etcd]),
+                host("kube-worker-01", "172.30.5.121", vec![Group::KubeWorker]),
+            ],
+            ssh_key: None,
+            kept_hosts: false,
+        };
+        let mut work = BTreeMap::new();
+        work.insert(
+            "etcd-01".to_string(),
+            HostWork {
+                links: vec![LinkItem {
+                    path: "/opt/bin/etcdctl".into(),
+                    target: "/opt/bin/etcdctl-3.4".into(),
+                }],
+                ..HostWork::default()
+            },
+        );
+        let json = inventory_json(&inventory, &work, Path::new("/state/ssh/id_ed25519"));
+        let all = &json["all"];
+        assert_eq!(all["hosts"]["etcd-01"]["ansible_host"], "172.30.5.101");
+        assert_eq!(all["hosts"]["etcd-01"]["ansible_user"], "core");
+        assert_eq!(
+            all["hosts"]["etcd-01"]["kf_links"][0]["target"],
+            "/opt/bin/etcdctl-3.4"
+        );
+        assert_eq!(all["hosts"]["kube-worker-01"]["kf_files"], json!([]));
+        assert_eq!(
+            all["children"]["kube-worker"]["hosts"],
+            json!({"kube-worker-01": {}})
+        );
+        assert_eq!(
+            all["vars"]["ansible_ssh_private_key_file"],
+            "/state/ssh/id_ed25519"
         );
     }
 
