@@ -319,15 +319,23 @@ pub fn table(c: &Comparison) -> String {
     }
     let x = &c.kubeforge_check_of_ansible_hosts;
     s.push_str(&format!(
-        "\nkubeforge's check of the hosts Ansible converged: {} change(s) in {:.2} s ({})\n",
+        "\nkubeforge's check of the hosts Ansible converged: {} change(s) in {:.2} s, {:.2} CPU s ({})\n",
         x.changed,
         x.wall_seconds,
+        x.cpu_seconds,
         if c.equivalent {
             "the playbook wrote what kubeforge plans"
         } else {
             "NOT equivalent: see its log"
         }
     ));
+    // Like with like for hashing: no index there yet, so every file is read on its host.
+    if x.wall_seconds > 0.0 {
+        s.push_str(&format!(
+            "  with no hash index on those hosts, kubeforge reads every file as Ansible does: ansible check mode / that check = {:.1}x wall\n",
+            c.ansible[2].wall_seconds / x.wall_seconds
+        ));
+    }
     s.push_str("what differs:\n");
     for d in &c.differences {
         s.push_str(&format!("  - {d}\n"));

@@ -98,6 +98,8 @@ struct Report {
 struct Machine {
     cpus: usize,
     load_average_at_start: String,
+    /// Whatever else ran meanwhile shows here too (the runs share the machine's CPUs).
+    load_average_at_end: String,
     peak_memory_in_use_mb: u64,
 }
 
@@ -154,11 +156,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         scenario: options.scenario.clone(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            load_average_at_start: load
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
+            load_average_at_start: load_average(&load),
+            load_average_at_end: load_average(
+                &std::fs::read_to_string("/proc/loadavg").unwrap_or_default(),
+            ),
             peak_memory_in_use_mb: bench.machine_peak_kb.get() / 1024,
         },
         idempotence_wall_seconds: spread(idem),
@@ -174,6 +175,15 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         .with_context(|| format!("writing {}", json.display()))?;
     println!("JSON: {}", json.display());
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages of a `/proc/loadavg` text.
+fn load_average(loadavg: &str) -> String {
+    loadavg
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Bench {
@@ -488,10 +498,11 @@ fn with_targets(mut report: Report) -> Report {
 /// The report as a plain-text table.
 fn table(report: &Report) -> String {
     let mut s = format!(
-        "\nkubeforge bench: scenario {}, {} CPUs, load average {} at start, machine memory in use at most {} MB\n\n",
+        "\nkubeforge bench: scenario {}, {} CPUs, load average {} at start, {} at end, machine memory in use at most {} MB\n\n",
         report.scenario,
         report.machine.cpus,
         report.machine.load_average_at_start,
+        report.machine.load_average_at_end,
         report.machine.peak_memory_in_use_mb
     );
     if !report.steps.is_empty() {
