@@ -134,14 +134,20 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         steps = run?;
         steps.push(destroyed?);
     }
-    let ansible = match options.ansible {
+    // A failed comparison still leaves the scenario's figures printed, then fails the run.
+    let compared = match options.ansible {
         AnsibleMode::Skip => None,
         AnsibleMode::Run | AnsibleMode::Only => Some(compare::run(
             &bench.binary,
             root,
             &out,
             &bench.machine_peak_kb,
-        )?),
+        )),
+    };
+    let (ansible, failed) = match compared {
+        Some(Ok(c)) => (Some(c), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
     };
     let idem: Vec<f64> = steps
         .iter()
@@ -149,8 +155,12 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         .map(|s| s.wall_seconds)
         .collect();
     let mut not_measured = vec!["16- and 50-host scaling rows (issue 15 part 3)"];
-    if ansible.is_none() {
-        not_measured.push("ansible-playbook side by side (skipped: --ansible skip)");
+    match (&ansible, &failed) {
+        (None, None) => {
+            not_measured.push("ansible-playbook side by side (skipped: --ansible skip)")
+        }
+        (None, Some(_)) => not_measured.push("ansible-playbook side by side (failed: see below)"),
+        _ => {}
     }
     let report = Report {
         scenario: options.scenario.clone(),
@@ -174,7 +184,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", json.display()))?;
     println!("JSON: {}", json.display());
-    Ok(())
+    match failed {
+        Some(e) => Err(e.context("the comparison with ansible-playbook")),
+        None => Ok(()),
+    }
 }
 
 /// The 1, 5 and 15 minute load averages of a `/proc/loadavg` text.
