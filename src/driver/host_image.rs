@@ -247,10 +247,37 @@ pub async fn ensure_prerequisites(log: &Logger) -> Result<(), HostImageError> {
 
 /// The image reference for the current recipe: the tag changes whenever the recipe does.
 pub fn image_ref() -> String {
-    format!("{IMAGE_REPO}:{}", recipe_hash())
+    image_ref_with(&[])
 }
 
-fn recipe_hash() -> String {
+/// The image reference of the recipe plus `extra` packages (a scenario's
+/// `driver.packages`). Without extras it is the plain recipe's, exactly as before extras
+/// existed (CI caches that image by its tag); with them, a repository of its own per set
+/// of extras, so cleaning up one set's older recipes never removes the plain image or
+/// another set's.
+pub fn image_ref_with(extra: &[String]) -> String {
+    let extra = normalized(extra);
+    if extra.is_empty() {
+        return format!("{IMAGE_REPO}:{}", recipe_hash(&[]));
+    }
+    let set = sha256_hex(extra.join(" ").as_bytes());
+    format!("{IMAGE_REPO}-with-{}:{}", &set[..8], recipe_hash(&extra))
+}
+
+/// The packages the plain image holds; extras repeating one are refused at load.
+pub fn base_packages() -> &'static [&'static str] {
+    PACKAGES
+}
+
+/// Extras in a canonical order, so the same set always names the same image.
+fn normalized(extra: &[String]) -> Vec<String> {
+    let mut extra = extra.to_vec();
+    extra.sort();
+    extra.dedup();
+    extra
+}
+
+fn recipe_hash(extra: &[String]) -> String {
     let mut recipe = Vec::new();
     let mut feed = |part: &str| {
         recipe.extend_from_slice(part.as_bytes());
@@ -268,12 +295,26 @@ fn recipe_hash() -> String {
     for step in CHROOT_STEPS {
         feed(&step.join(" "));
     }
+    // Fed only when present: the plain recipe's hash stays what it always was.
+    if !extra.is_empty() {
+        feed("extra-packages");
+        extra.iter().for_each(|p| feed(p));
+    }
     sha256_hex(&recipe)[..12].to_string()
 }
 
 /// Returns the node image reference, building and importing it first if Podman lacks it.
 pub async fn ensure_host_image(log: &Logger) -> Result<String, HostImageError> {
-    let reference = image_ref();
+    ensure_host_image_with(&[], log).await
+}
+
+/// [`ensure_host_image`] for the recipe plus `extra` packages (see [`image_ref_with`]).
+pub async fn ensure_host_image_with(
+    extra: &[String],
+    log: &Logger,
+) -> Result<String, HostImageError> {
+    let extra = normalized(extra);
+    let reference = image_ref_with(&extra);
     if process::run("podman", &["image", "exists", &reference])
         .await
         .is_ok()
@@ -291,7 +332,7 @@ pub async fn ensure_host_image(log: &Logger) -> Result<String, HostImageError> {
         .await
         .map_err(io_err("create", &workdir))?;
     let rootfs = workdir.join("rootfs");
-    let built = build(&rootfs, &reference, log).await;
+    let built = build(&rootfs, &reference, &extra, log).await;
     let cleaned = remove_workdir(&workdir).await;
     built?;
     cleaned?;
@@ -302,8 +343,13 @@ pub async fn ensure_host_image(log: &Logger) -> Result<String, HostImageError> {
 
 /// Drops images of older recipes so iterating on the recipe does not fill the disk;
 /// ones still used by some instance's containers stay (podman refuses, which is fine).
+/// Only `current`'s own repository is cleaned: the plain image and each set of extra
+/// packages keep theirs.
 async fn remove_stale_images(current: &str, log: &Logger) {
-    let filter = format!("reference={IMAGE_REPO}");
+    let Some((repository, _)) = current.rsplit_once(':') else {
+        return;
+    };
+    let filter = format!("reference={repository}");
     let Ok(listed) = process::run(
         "podman",
         &[
@@ -318,23 +364,43 @@ async fn remove_stale_images(current: &str, log: &Logger) {
     else {
         return;
     };
-    for stale in listed
-        .lines()
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && *r != current)
-    {
+    for stale in stale_images(&listed, current) {
         if process::run("podman", &["rmi", stale]).await.is_ok() {
             log.verbose(format!("removed stale host image {stale}"));
         }
     }
 }
 
-async fn build(rootfs: &Path, reference: &str, log: &Logger) -> Result<(), HostImageError> {
+/// The images of `podman images` output that are `current`'s repository under another tag.
+fn stale_images<'a>(listed: &'a str, current: &str) -> Vec<&'a str> {
+    let repository = current.rsplit_once(':').map_or(current, |(r, _)| r);
+    listed
+        .lines()
+        .map(str::trim)
+        .filter(|r| {
+            r.rsplit_once(':')
+                .is_some_and(|(repo, _)| repo == repository)
+        })
+        .filter(|r| *r != current)
+        .collect()
+}
+
+async fn build(
+    rootfs: &Path,
+    reference: &str,
+    extra: &[String],
+    log: &Logger,
+) -> Result<(), HostImageError> {
     let mirror = debian::mirror(SUITE);
     log.verbose(format!(
         "building host image {reference}: debootstrap {SUITE} from {mirror} (takes a few minutes)"
     ));
-    let include = format!("--include={}", PACKAGES.join(","));
+    let packages: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
+    let include = format!("--include={}", packages.join(","));
     let rootfs_str = rootfs.to_string_lossy().into_owned();
     let args = [
         "--variant=minbase",
@@ -593,6 +659,50 @@ mod tests {
             .expect("repository prefix");
         assert_eq!(tag.len(), 12);
         assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    /// The plain image's tag is what CI caches: extras must not change it. Update the pin
+    /// only together with a deliberate change of the recipe.
+    #[test]
+    fn extra_packages_never_change_the_plain_image() {
+        assert_eq!(image_ref(), "localhost/kubeforge-host:970591aa6df4");
+        assert_eq!(image_ref_with(&[]), image_ref());
+    }
+
+    #[test]
+    fn extra_packages_name_an_image_of_their_own() {
+        let set = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let python = image_ref_with(&set(&["python3"]));
+        let (repository, tag) = python.rsplit_once(':').expect("a tag");
+        assert!(
+            repository.starts_with("localhost/kubeforge-host-with-"),
+            "{python}"
+        );
+        assert_eq!(tag.len(), 12);
+        assert_ne!(tag, image_ref().rsplit_once(':').unwrap().1);
+        // The same set in any order, or repeated, is the same image; another set is not.
+        assert_eq!(image_ref_with(&set(&["python3", "python3"])), python);
+        let two = image_ref_with(&set(&["jq", "python3"]));
+        assert_eq!(image_ref_with(&set(&["python3", "jq"])), two);
+        assert_ne!(two.rsplit_once(':').unwrap().0, repository);
+    }
+
+    #[test]
+    fn stale_images_are_older_recipes_of_the_same_repository_only() {
+        let python = image_ref_with(&["python3".to_string()]);
+        let (python_repo, _) = python.rsplit_once(':').unwrap();
+        let listed = format!(
+            "{plain}\nlocalhost/kubeforge-host:0123456789ab\n{python}\n{python_repo}:0123456789ab\nlocalhost/kubeforge-host-with-ffffffff:0123456789ab\n",
+            plain = image_ref(),
+        );
+        assert_eq!(
+            stale_images(&listed, &image_ref()),
+            vec!["localhost/kubeforge-host:0123456789ab"]
+        );
+        assert_eq!(
+            stale_images(&listed, &python),
+            vec![format!("{python_repo}:0123456789ab")]
+        );
     }
 
     #[test]

@@ -292,8 +292,8 @@ pub async fn heal(
             .collect()
     };
     match &scenario.driver {
-        DriverConfig::Podman { subnet } => {
-            let image = host_image::ensure_host_image(ctx.log).await?;
+        DriverConfig::Podman { subnet, packages } => {
+            let image = host_image::ensure_host_image_with(packages, ctx.log).await?;
             let plan = podman_plan(scenario, ctx.instance, subnet.clone(), authorized_keys);
             let healing = podman::heal(&plan, &image, ctx.log).await?;
             Ok(Healed {
@@ -354,9 +354,9 @@ pub async fn create(
 ) -> Result<(Inventory, String), DriverError> {
     let (instance, log) = (ctx.instance, ctx.log);
     match &scenario.driver {
-        DriverConfig::Podman { subnet } => {
+        DriverConfig::Podman { subnet, packages } => {
             host_image::ensure_prerequisites(log).await?;
-            let image = host_image::ensure_host_image(log).await?;
+            let image = host_image::ensure_host_image_with(packages, log).await?;
             let plan = podman_plan(scenario, instance, subnet.clone(), authorized_keys);
             let (network, created) = podman::create(&plan, &image, log).await?;
             let hosts = scenario

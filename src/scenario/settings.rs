@@ -34,6 +34,10 @@ pub enum DriverConfig {
         /// A /24 for the scenario's network; allocated from 172.30.0.0/16 when absent.
         #[serde(default)]
         subnet: Option<String>,
+        /// Debian packages the host image holds beyond its own list (e.g. `python3` for
+        /// Ansible), built as a separately tagged image; none by default.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        packages: Vec<String>,
     },
     /// Hosts that already exist (each platform gives its `address`). create and destroy
     /// never touch them; they only run the commands given here, if any, on this machine.
@@ -128,7 +132,10 @@ impl DriverConfig {
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        DriverConfig::Podman { subnet: None }
+        DriverConfig::Podman {
+            subnet: None,
+            packages: Vec::new(),
+        }
     }
 }
 

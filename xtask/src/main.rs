@@ -66,6 +66,9 @@ enum Task {
         /// 3 each), comma-separated; `--scale none` for no rows.
         #[arg(long, value_delimiter = ',', default_value = "4,16,50", value_parser = scale_size)]
         scale: Vec<Option<usize>>,
+        /// The side-by-side run with ansible-playbook on the file-level work (own hosts).
+        #[arg(long, value_enum, default_value = "run")]
+        ansible: bench::AnsibleMode,
     },
     /// Build the artifacts, then run every test: unit, snapshot and scenario trials.
     Test {
@@ -122,6 +125,7 @@ fn main() -> Result<()> {
             scenario,
             runs,
             scale,
+            ansible,
         } => {
             build_artifacts(None, false)?;
             let scale = scale.into_iter().flatten().collect();
@@ -131,6 +135,7 @@ fn main() -> Result<()> {
                     scenario,
                     runs,
                     scale,
+                    ansible,
                 },
             )?;
         }

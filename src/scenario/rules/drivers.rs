@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::Refusal;
-use crate::driver::{podman, vagrant};
+use crate::driver::{host_image, podman, vagrant};
 use crate::net::Ipv4Net;
 use crate::scenario::{DriverConfig, Group, Platform, Scenario};
 
@@ -19,9 +19,10 @@ const VAGRANT_MIN_MEMORY_MB: u64 = 256;
 pub(super) fn check(s: &Scenario) -> Result<(), Refusal> {
     match &s.driver {
         DriverConfig::Existing { .. } => existing(s),
-        DriverConfig::Podman { subnet } => {
+        DriverConfig::Podman { subnet, packages } => {
             address_plan(s)?;
-            podman(s, subnet.as_deref())
+            podman(s, subnet.as_deref())?;
+            image_packages(packages)
         }
         DriverConfig::Vagrant {
             network,
@@ -148,6 +149,43 @@ fn podman(s: &Scenario, subnet: Option<&str>) -> Result<(), Refusal> {
                 format!(
                     "platform '{}' is a Kubernetes node and cannot run unprivileged: containerd, the CNI bridge and kube-proxy's iptables rules need a privileged container",
                     p.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Extra packages go to debootstrap's `--include` as they are: Debian package names
+/// (policy 5.6.7), each once, none the host image already holds (a second image for
+/// nothing).
+fn image_packages(packages: &[String]) -> Result<(), Refusal> {
+    for (i, package) in packages.iter().enumerate() {
+        let at = format!("driver.packages.{i}");
+        let valid = package.len() >= 2
+            && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && package
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !valid {
+            return Err(Refusal::new(
+                at,
+                format!(
+                    "driver.packages: '{package}' is not a Debian package name (lower-case letters, digits, '+', '-' and '.', starting with a letter or digit, at least 2 characters)"
+                ),
+            ));
+        }
+        if packages[..i].contains(package) {
+            return Err(Refusal::new(
+                at,
+                format!("driver.packages: '{package}' is listed twice"),
+            ));
+        }
+        if host_image::base_packages().contains(&package.as_str()) {
+            return Err(Refusal::new(
+                at,
+                format!(
+                    "driver.packages: '{package}' is in the host image already; list only packages it lacks"
                 ),
             ));
         }
@@ -295,6 +333,33 @@ mod tests {
         let etcd_unprivileged =
             SEEDS.replace("groups: [etcd]", "groups: [etcd]\n    privileged: false");
         accepted(&podman("", &etcd_unprivileged));
+    }
+
+    #[test]
+    fn podman_image_packages_are_debian_names_the_image_lacks() {
+        let podman = |driver: &str| format!("driver:\n  name: podman\n{driver}{SEEDS}");
+        accepted(&podman("  packages: [python3, python3-apt, libc++1]\n"));
+        accepted(&podman("  packages: []\n"));
+        refused(
+            &podman("  packages:\n    - python3\n    - Python3\n"),
+            5,
+            "driver.packages: 'Python3' is not a Debian package name",
+        );
+        refused(
+            &podman("  packages: [python3, \"a b\"]\n"),
+            3,
+            "'a b' is not a Debian package name",
+        );
+        refused(
+            &podman("  packages:\n    - python3\n    - python3\n"),
+            5,
+            "driver.packages: 'python3' is listed twice",
+        );
+        refused(
+            &podman("  packages: [sudo]\n"),
+            3,
+            "driver.packages: 'sudo' is in the host image already",
+        );
     }
 
     #[test]

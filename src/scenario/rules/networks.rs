@@ -220,6 +220,7 @@ fn host_networks(s: &Scenario) -> Vec<(String, Ipv4Net, String)> {
     match &s.driver {
         DriverConfig::Podman {
             subnet: Some(subnet),
+            ..
         } => subnet
             .parse()
             .map(|n| {
@@ -230,7 +231,7 @@ fn host_networks(s: &Scenario) -> Vec<(String, Ipv4Net, String)> {
                 )]
             })
             .unwrap_or_default(),
-        DriverConfig::Podman { subnet: None } => vec![(
+        DriverConfig::Podman { subnet: None, .. } => vec![(
             "driver".into(),
             PODMAN_POOL,
             "the pool the Podman driver picks the hosts' /24 from (driver.subnet chooses one)"

@@ -11,7 +11,13 @@
 //! trips, payload bytes, the facts scripts' CPU seconds on the host), read from the step's
 //! JUnit report. The machine's peak memory in use is sampled too (it includes whatever
 //! else runs on the machine).
+//!
+//! Then (`--ansible run`, the default; `only` for nothing else) it runs kubeforge and
+//! ansible-playbook side by side on the same file-level work on hosts of their own
+//! ([`compare`]).
 
+mod ansible;
+mod compare;
 mod project;
 mod scale;
 
@@ -35,6 +41,18 @@ pub struct Options {
     pub runs: usize,
     /// Inventory sizes of the scaling rows (none: no rows).
     pub scale: Vec<usize>,
+    pub ansible: AnsibleMode,
+}
+
+/// Whether the benchmark also compares kubeforge with ansible-playbook (issue 15 part 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnsibleMode {
+    /// The scenario's steps, then the comparison.
+    Run,
+    /// The scenario's steps only.
+    Skip,
+    /// The comparison only.
+    Only,
 }
 
 /// One step as run: its measures and, for converge and idempotence, each host's costs.
@@ -44,6 +62,11 @@ struct StepRun {
     wall_seconds: f64,
     kubeforge_cpu_seconds: f64,
     kubeforge_peak_rss_kb: u64,
+    /// Peak proportional memory of the process and its children (what the Ansible
+    /// comparison holds against ansible-playbook's process tree).
+    peak_pss_kb: u64,
+    /// The changes the step counted (converge, idempotence).
+    changes: Option<u64>,
     hosts: BTreeMap<String, HostCost>,
 }
 
@@ -71,6 +94,8 @@ struct Report {
     steps: Vec<StepRun>,
     idempotence_wall_seconds: Spread,
     scaling: Vec<scale::ScaleRow>,
+    /// kubeforge and ansible-playbook side by side on the same file-level work.
+    ansible: Option<compare::Comparison>,
     targets: BTreeMap<&'static str, String>,
     not_measured: Vec<&'static str>,
 }
@@ -79,18 +104,23 @@ struct Report {
 struct Machine {
     cpus: usize,
     load_average_at_start: String,
+    /// Whatever else ran meanwhile shows here too (the runs share the machine's CPUs).
+    load_average_at_end: String,
     peak_memory_in_use_mb: u64,
 }
 
 /// Runs the benchmark and prints its table; the JSON goes to `<root>/target/bench/`.
 pub fn run(root: &Path, options: &Options) -> Result<()> {
-    let state = kubeforge::state::StateDir::for_scenario(root, &options.scenario)
-        .load(&options.scenario)?;
-    if state.inventory.is_some() {
-        bail!(
-            "scenario {0} has hosts already: the benchmark starts from none (`cargo run -- destroy {0}`)",
-            options.scenario
-        );
+    let scenario_steps = options.ansible != AnsibleMode::Only;
+    if scenario_steps {
+        let state = kubeforge::state::StateDir::for_scenario(root, &options.scenario)
+            .load(&options.scenario)?;
+        if state.inventory.is_some() {
+            bail!(
+                "scenario {0} has hosts already: the benchmark starts from none (`cargo run -- destroy {0}`)",
+                options.scenario
+            );
+        }
     }
     let binary = build_kubeforge(root)?;
     let out = root.join("target/bench");
@@ -103,38 +133,68 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         scenario: options.scenario.clone(),
         machine_peak_kb: std::cell::Cell::new(0),
     };
-    let steps = bench.steps(options.runs);
-    let destroyed = bench.step("destroy", &["destroy"]);
-    let mut steps = steps?;
-    steps.push(destroyed?);
-    let scaling = scale::rows(
-        root,
-        &bench.binary,
-        &out,
-        &options.scale,
-        options.runs,
-        &bench.machine_peak_kb,
-    )?;
+    let mut steps = Vec::new();
+    let mut scaling = Vec::new();
+    if scenario_steps {
+        let run = bench.steps(options.runs);
+        let destroyed = bench.step("destroy", &["destroy"]);
+        steps = run?;
+        steps.push(destroyed?);
+        scaling = scale::rows(
+            root,
+            &bench.binary,
+            &out,
+            &options.scale,
+            options.runs,
+            &bench.machine_peak_kb,
+        )?;
+    }
+    // A failed comparison still leaves the scenario's figures printed, then fails the run.
+    let compared = match options.ansible {
+        AnsibleMode::Skip => None,
+        AnsibleMode::Run | AnsibleMode::Only => Some(compare::run(
+            &bench.binary,
+            root,
+            &out,
+            &bench.machine_peak_kb,
+        )),
+    };
+    let (ansible, failed) = match compared {
+        Some(Ok(c)) => (Some(c), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let idem: Vec<f64> = steps
         .iter()
         .filter(|s| s.name.starts_with("idempotence #"))
         .map(|s| s.wall_seconds)
         .collect();
+    let mut not_measured = Vec::new();
+    if scaling.is_empty() {
+        not_measured.push("scaling rows (--scale none, or --ansible only)");
+    }
+    match (&ansible, &failed) {
+        (None, None) => {
+            not_measured.push("ansible-playbook side by side (skipped: --ansible skip)")
+        }
+        (None, Some(_)) => not_measured.push("ansible-playbook side by side (failed: see below)"),
+        _ => {}
+    }
     let report = Report {
         scenario: options.scenario.clone(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            load_average_at_start: load
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
+            load_average_at_start: load_average(&load),
+            load_average_at_end: load_average(
+                &std::fs::read_to_string("/proc/loadavg").unwrap_or_default(),
+            ),
             peak_memory_in_use_mb: bench.machine_peak_kb.get() / 1024,
         },
         idempotence_wall_seconds: spread(idem),
         scaling,
+        ansible,
         targets: BTreeMap::new(),
-        not_measured: vec!["ansible-playbook on an equivalent task list (issue 15 part 4)"],
+        not_measured,
         steps,
     };
     let report = with_targets(report);
@@ -143,7 +203,19 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", json.display()))?;
     println!("JSON: {}", json.display());
-    Ok(())
+    match failed {
+        Some(e) => Err(e.context("the comparison with ansible-playbook")),
+        None => Ok(()),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages of a `/proc/loadavg` text.
+fn load_average(loadavg: &str) -> String {
+    loadavg
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Bench {
@@ -173,6 +245,15 @@ impl Bench {
 
     /// Runs `kubeforge <args> <scenario>` with a JUnit report; fails when it does.
     fn step(&self, name: &str, args: &[&str]) -> Result<StepRun> {
+        let (run, log) = self.try_step(name, args)?;
+        match log {
+            None => Ok(run),
+            Some(log) => bail!("{name} failed: see {}", log.display()),
+        }
+    }
+
+    /// [`Bench::step`] that measures a failed step too: its log when it failed.
+    fn try_step(&self, name: &str, args: &[&str]) -> Result<(StepRun, Option<PathBuf>)> {
         let file: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -195,19 +276,17 @@ impl Bench {
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
         let measured = measure(command, &self.machine_peak_kb)?;
-        if !measured.success {
-            bail!("{name} failed: see {}", log.display());
-        }
-        let hosts = std::fs::read_to_string(&junit)
-            .map(|xml| host_costs(&xml))
-            .unwrap_or_default();
-        Ok(StepRun {
+        let xml = std::fs::read_to_string(&junit).unwrap_or_default();
+        let run = StepRun {
             name: name.to_string(),
             wall_seconds: measured.wall_seconds,
             kubeforge_cpu_seconds: measured.cpu_seconds,
             kubeforge_peak_rss_kb: measured.peak_rss_kb,
-            hosts,
-        })
+            peak_pss_kb: measured.peak_tree_pss_kb,
+            changes: step_changes(&xml),
+            hosts: host_costs(&xml),
+        };
+        Ok((run, (!measured.success).then_some(log)))
     }
 }
 
@@ -243,42 +322,94 @@ struct Measured {
     wall_seconds: f64,
     cpu_seconds: f64,
     peak_rss_kb: u64,
+    /// Peak PSS summed over the process and its descendants: a tool that forks workers
+    /// (Ansible) shows its whole footprint, shared pages counted once.
+    peak_tree_pss_kb: u64,
 }
 
-/// Runs `command`, sampling its peak RSS (and the machine's memory in use) every 10 ms;
-/// its CPU time (its own and its reaped children's) is read once it has exited and before
-/// it is reaped, from `/proc/<pid>/stat`.
+/// Runs `command`, sampling its peak RSS (and the machine's memory in use) every 10 ms and
+/// its process tree's PSS every 50 ms; its CPU time (its own and its reaped children's) is
+/// read once it has exited and before it is reaped, from `/proc/<pid>/stat`.
 fn measure(mut command: Command, machine_peak_kb: &std::cell::Cell<u64>) -> Result<Measured> {
     let ticks = clock_ticks();
     let start = Instant::now();
-    let mut child = command.spawn().context("starting kubeforge")?;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
     let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
     let mut peak = 0;
+    let mut tree_peak = 0;
+    let mut samples = 0u64;
     let cpu = loop {
         let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
-        // Fields after the command name in parentheses: state, ppid, ... utime is the 14th
-        // field of the line, stime, cutime, cstime the next.
-        let fields: Vec<&str> = stat
+        // The state follows the command name in parentheses.
+        let state = stat
             .rsplit_once(')')
-            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-        let ticks_used: u64 = fields
-            .get(11..15)
-            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-        if fields.first().is_none_or(|state| *state == "Z") {
-            break ticks_used as f64 / ticks;
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if state.is_none_or(|state| state == "Z") {
+            break cpu_ticks(&stat) as f64 / ticks;
         }
         peak = peak.max(status_kb(&proc_dir.join("status"), "VmHWM:"));
+        if samples.is_multiple_of(5) {
+            tree_peak = tree_peak.max(tree_pss_kb(child.id()));
+        }
+        samples += 1;
         let meminfo = Path::new("/proc/meminfo");
         let in_use = status_kb(meminfo, "MemTotal:") - status_kb(meminfo, "MemAvailable:");
         machine_peak_kb.set(machine_peak_kb.get().max(in_use));
         std::thread::sleep(Duration::from_millis(10));
     };
-    let status = child.wait().context("waiting for kubeforge")?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {program}"))?;
     Ok(Measured {
         success: status.success(),
         wall_seconds: start.elapsed().as_secs_f64(),
         cpu_seconds: cpu,
         peak_rss_kb: peak,
+        peak_tree_pss_kb: tree_peak,
+    })
+}
+
+/// PSS of `pid` and every process below it, in kB (`/proc/<pid>/task/*/children`).
+fn tree_pss_kb(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![pid.to_string()];
+    while let Some(p) = pending.pop() {
+        let dir = Path::new("/proc").join(&p);
+        total += status_kb(&dir.join("smaps_rollup"), "Pss:");
+        let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children"));
+            pending.extend(
+                children
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
+        }
+    }
+    total
+}
+
+/// The `changes` property of a step's JUnit report.
+fn step_changes(xml: &str) -> Option<u64> {
+    let (_, rest) = xml.split_once("<property name=\"changes\" value=\"")?;
+    rest.split('"').next()?.parse().ok()
+}
+
+/// utime + stime + cutime + cstime of a `/proc/<pid>/stat` line, in clock ticks.
+fn cpu_ticks(stat: &str) -> u64 {
+    // Fields after the command name in parentheses: state, ppid, ... utime is the 14th
+    // field of the line, stime, cutime, cstime the next.
+    stat.rsplit_once(')').map_or(0, |(_, rest)| {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields
+            .get(11..15)
+            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
     })
 }
 
@@ -353,6 +484,10 @@ fn with_targets(mut report: Report) -> Report {
         .iter()
         .filter(|s| s.name.starts_with("idempotence #"))
         .collect();
+    // `--ansible only` runs no idempotence to judge.
+    if idem.is_empty() {
+        return report;
+    }
     let most_trips = idem
         .iter()
         .flat_map(|s| s.hosts.values())
@@ -411,16 +546,41 @@ fn with_targets(mut report: Report) -> Report {
 /// The report as a plain-text table.
 fn table(report: &Report) -> String {
     let mut s = format!(
-        "\nkubeforge bench: scenario {}, {} CPUs, load average {} at start, machine memory in use at most {} MB\n\n",
+        "\nkubeforge bench: scenario {}, {} CPUs, load average {} at start, {} at end, machine memory in use at most {} MB\n\n",
         report.scenario,
         report.machine.cpus,
         report.machine.load_average_at_start,
+        report.machine.load_average_at_end,
         report.machine.peak_memory_in_use_mb
     );
-    s.push_str(&format!(
+    if !report.steps.is_empty() {
+        s.push_str(&steps_table(report));
+    }
+    if !report.scaling.is_empty() {
+        s.push_str(&scale::table(&report.scaling));
+    }
+    if let Some(ansible) = &report.ansible {
+        s.push_str(&compare::table(ansible));
+    }
+    if !report.targets.is_empty() {
+        s.push_str("\ntargets (issue 15):\n");
+    }
+    for (target, verdict) in &report.targets {
+        s.push_str(&format!("  {target}: {verdict}\n"));
+    }
+    s.push_str("not measured:\n");
+    for what in &report.not_measured {
+        s.push_str(&format!("  {what}\n"));
+    }
+    s
+}
+
+/// Each step of the scenario, its idempotence runs and what each host cost.
+fn steps_table(report: &Report) -> String {
+    let mut s = format!(
         "{:<26} {:>9} {:>15} {:>13}\n",
         "step", "wall s", "kubeforge CPU s", "peak RSS MB"
-    ));
+    );
     for step in &report.steps {
         s.push_str(&format!(
             "{:<26} {:>9.2} {:>15.2} {:>13.1}\n",
@@ -454,17 +614,6 @@ fn table(report: &Report) -> String {
                 c.facts_cpu_seconds
             ));
         }
-    }
-    if !report.scaling.is_empty() {
-        s.push_str(&scale::table(&report.scaling));
-    }
-    s.push_str("\ntargets (issue 15):\n");
-    for (target, verdict) in &report.targets {
-        s.push_str(&format!("  {target}: {verdict}\n"));
-    }
-    s.push_str("not measured:\n");
-    for what in &report.not_measured {
-        s.push_str(&format!("  {what}\n"));
     }
     s
 }
