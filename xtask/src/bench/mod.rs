@@ -568,7 +568,9 @@ fn table(report: &Report) -> String {
     for (target, verdict) in &report.targets {
         s.push_str(&format!("  {target}: {verdict}\n"));
     }
-    s.push_str("not measured:\n");
+    if !report.not_measured.is_empty() {
+        s.push_str("not measured:\n");
+    }
     for what in &report.not_measured {
         s.push_str(&format!("  {what}\n"));
     }
