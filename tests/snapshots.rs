@@ -213,20 +213,7 @@ fn every_template_is_pinned_for_every_fixture() {
     assert!(fixtures.len() >= 2, "fixtures missing");
     for path in &fixtures {
         let fixture = path.file_stem().unwrap().to_string_lossy().to_string();
-        let scenario = Scenario::load(&fixture, path).unwrap();
-        let cluster = Cluster::derive(&scenario, &Inventory::planned(&scenario)).unwrap();
-        let pki_dir = tempfile::tempdir().unwrap();
-        let pki = ClusterPki::open(pki_dir.path(), &scenario.cluster.name).unwrap();
-        let bundle = bundle(&scenario.cluster.kubernetes_version);
-        let ctx = InstallContext {
-            cluster: &cluster,
-            workloads: &scenario.workloads,
-            prune_objects: scenario.prune_objects,
-            pki: &pki,
-            bundle: &bundle,
-            templates: &templates,
-        };
-        let plan = roles::plan(&ctx, &Scope::default()).unwrap();
+        let plan = plan_of(&fixture, &templates, &Scope::default());
         for (host, template, file, content) in roles::rendered_files(&plan.phases) {
             rendered_templates.insert(template.to_string());
             let rendered = String::from_utf8_lossy(content);
