@@ -189,6 +189,11 @@ impl fmt::Display for ChangeKind {
 }
 
 impl ChangeKind {
+    /// Whether the change starts a service's process (a start or a restart).
+    pub fn starts(&self) -> bool {
+        matches!(self, ChangeKind::Start { .. } | ChangeKind::Restart(_))
+    }
+
     /// Whether the change alters what a process reads (a service's restart input): new
     /// content, a new binary or image, a link, a value; not a mode, an owner or a state.
     pub fn alters_content(&self) -> bool {

@@ -249,11 +249,7 @@ pub async fn run_host<T: Transport>(
         .iter()
         .zip(&per_resource)
         .filter_map(|((_, r), changes)| match r {
-            Resource::Service { unit, .. }
-                if changes.iter().any(|c| {
-                    matches!(c.kind, ChangeKind::Start { .. } | ChangeKind::Restart(_))
-                }) =>
-            {
+            Resource::Service { unit, .. } if changes.iter().any(|c| c.kind.starts()) => {
                 Some(unit.clone())
             }
             _ => None,
@@ -421,6 +417,8 @@ fn diff_all(
     restarted: &BTreeSet<String>,
 ) -> Vec<Vec<Change>> {
     let mut changed_inputs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Units this plan (re)starts, as far as the diff has gone.
+    let mut started_here: BTreeSet<&str> = BTreeSet::new();
     let mut per_resource = Vec::with_capacity(resources.len());
     let empty = Observation::new();
     for (i, (t, r)) in resources.iter().enumerate() {
@@ -430,14 +428,21 @@ fn diff_all(
                 .flat_map(|task| changed_inputs.get(task.as_str()).into_iter().flatten())
                 .cloned()
                 .collect(),
-            Resource::Handler { after_units, .. } => after_units
-                .iter()
-                .filter(|u| restarted.contains(*u))
-                .cloned()
-                .collect(),
+            Resource::Handler { after_units, .. } | Resource::Wait { after_units, .. } => {
+                after_units
+                    .iter()
+                    .filter(|u| restarted.contains(*u) || started_here.contains(u.as_str()))
+                    .cloned()
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let changes = r.diff(facts.get(&i).unwrap_or(&empty), &inputs);
+        if let Resource::Service { unit, .. } = r
+            && changes.iter().any(|c| c.kind.starts())
+        {
+            started_here.insert(unit);
+        }
         if r.is_restart_input() && changes.iter().any(|c| c.kind.alters_content()) {
             changed_inputs
                 .entry(plan.tasks[*t].name.as_str())

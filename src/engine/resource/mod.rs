@@ -112,12 +112,15 @@ pub enum Resource {
     /// The record of the API objects applied on this host (see [`ObjectRecord`]).
     ObjectRecord(ObjectRecord),
     /// A readiness wait: satisfied while the read-only `until` command succeeds; apply polls
-    /// it until `timeout`, then fails with `failure` and what `until` printed last.
+    /// it until `timeout`, then fails with `failure` and what `until` printed last. It is
+    /// also planned when one of `after_units` is started or restarted earlier in this run
+    /// (the readiness of a service that starts in the background while the run goes on).
     Wait {
         name: String,
         until: String,
         timeout: Duration,
         failure: String,
+        after_units: Vec<String>,
     },
 }
 
@@ -365,6 +368,9 @@ impl Resource {
                 if seen.get("ready").map(String::as_str) != Some("yes") {
                     let what = "not ready yet".to_string();
                     push(ChangeKind::Wait { what }, None);
+                } else if !restart_inputs.is_empty() {
+                    let what = format!("{} started in this run", restart_inputs.join(", "));
+                    push(ChangeKind::Wait { what }, None);
                 }
             }
         }
@@ -461,7 +467,7 @@ impl Resource {
                 if has(|k| matches!(k, ChangeKind::Enable)) {
                     s.push_str(&format!("systemctl enable --quiet {u}\n"));
                 }
-                if has(|k| matches!(k, ChangeKind::Start { .. } | ChangeKind::Restart(_))) {
+                if has(ChangeKind::starts) {
                     s.push_str(&format!(
                         "systemctl restart {u}\nrm -f {}\n",
                         shell_quote(&pending_marker(unit))
