@@ -51,6 +51,17 @@ impl ApiObject {
         Ok(out)
     }
 
+    /// An object by its name alone, setting no field: for what only has to exist.
+    pub fn named(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        let mut metadata = serde_json::json!({ "name": name });
+        if let Some(ns) = namespace {
+            metadata["namespace"] = ns.into();
+        }
+        ApiObject {
+            value: serde_json::json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata }),
+        }
+    }
+
     pub fn api_version(&self) -> &str {
         self.value["apiVersion"].as_str().unwrap_or_default()
     }

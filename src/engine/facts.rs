@@ -33,6 +33,12 @@ pub enum Probe {
     /// An image in containerd, read with every other image of the same `ctr` command from
     /// one listing (facts `digest` and `marker`, see [`super::image`]).
     Image { ctr: String, image: Image },
+    /// A systemd unit, read with every other unit of the host by one `systemctl
+    /// list-unit-files` (facts `enabled`: the unit file's state, read from disk as
+    /// `is-enabled` does, where `show` would give a state cached until a daemon-reload) and
+    /// one `systemctl show` (`active`, `reload`, and `exe`, the running binary), and
+    /// `pending` when the unit's restart-pending marker exists.
+    Service { unit: String },
     /// A Kubernetes object, read with every other object of the same `kubectl` command in
     /// one call; its live JSON becomes the fact `live` (none when absent or unreadable).
     Object { kubectl: String, object: ApiObject },
@@ -174,6 +180,7 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
     let mut args = String::new();
     let mut objects: BTreeMap<&str, Vec<(usize, &ApiObject)>> = BTreeMap::new();
     let mut images: BTreeMap<&str, Vec<(usize, &Image)>> = BTreeMap::new();
+    let mut units: Vec<(usize, &str)> = Vec::new();
     let mut lines = String::new();
     for (id, probe) in probes.iter().enumerate() {
         match probe {
@@ -191,6 +198,7 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
                 objects.entry(kubectl).or_default().push((id, object))
             }
             Probe::Image { ctr, image } => images.entry(ctr).or_default().push((id, image)),
+            Probe::Service { unit } => units.push((id, unit)),
             Probe::Lines(s) => lines.push_str(s),
             Probe::Nothing => {}
         }
@@ -209,6 +217,9 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
     }
     for (ctr, group) in &images {
         script.push_str(&image::probe_script(ctr, group));
+    }
+    if !units.is_empty() {
+        script.push_str(&units_probe(&units));
     }
     script.push_str(&lines);
     // What the script and its children used, for the run's cost.
@@ -231,6 +242,53 @@ fn cpu_seconds(stdout: &str) -> f64 {
         .flat_map(str::split_whitespace)
         .filter_map(seconds)
         .sum()
+}
+
+/// Two `systemctl` processes for every unit of the host. `show` prints one block per unit
+/// named, in order and also for a unit that does not exist, each ended by an empty line.
+fn units_probe(units: &[(usize, &str)]) -> String {
+    let names: String = units
+        .iter()
+        .map(|(_, u)| format!(" {}", shell_quote(u)))
+        .collect();
+    let mut s = format!(
+        "systemctl list-unit-files --no-legend{names} 2>/dev/null | while read -r kf_u kf_s kf_rest; do case $kf_u in\n"
+    );
+    let mut by_unit: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (id, unit) in units {
+        by_unit.entry(unit).or_default().push(*id);
+    }
+    for (unit, ids) in &by_unit {
+        let echo: String = ids
+            .iter()
+            .map(|id| format!(" echo \"KF {id} enabled $kf_s\";"))
+            .collect();
+        s.push_str(&format!("{}){echo} ;;\n", shell_quote(unit)));
+    }
+    s.push_str("esac; done\n");
+    let next: String = units
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, (id, _))| format!(" {i}) kf_id={id} ;;"))
+        .collect();
+    s.push_str(&format!(
+        "kf_i=0; kf_id={first}\n\
+         systemctl show -p ActiveState -p NeedDaemonReload -p MainPID{names} 2>/dev/null | while IFS== read -r kf_k kf_v; do case $kf_k in\n\
+         '') kf_i=$((kf_i + 1)); case $kf_i in{next} esac ;;\n\
+         ActiveState) echo \"KF $kf_id active $kf_v\" ;;\n\
+         NeedDaemonReload) echo \"KF $kf_id reload $kf_v\" ;;\n\
+         MainPID) if [ \"$kf_v\" != 0 ]; then echo \"KF $kf_id exe $(readlink /proc/$kf_v/exe 2>/dev/null)\"; fi ;;\n\
+         esac; done\n",
+        first = units[0].0,
+    ));
+    for (id, unit) in units {
+        s.push_str(&format!(
+            "if [ -e {} ]; then echo \"KF {id} pending yes\"; fi\n",
+            shell_quote(&super::resource::pending_marker(unit))
+        ));
+    }
+    s
 }
 
 /// One `kubectl get` for a group of objects (their JSON, one a line), or, when that fails

@@ -387,3 +387,52 @@ async fn an_image_is_streamed_into_its_import_between_the_resources_around_it() 
     let again = summaries(&check(dir.path(), &plan, false).await);
     assert!(again.iter().all(|s| !s.starts_with("image ")), "{again:?}");
 }
+
+/// Every unit of a host is read by one `systemctl list-unit-files` and one `show`, whose
+/// blocks come in the order the units were named, a missing unit's too: each unit gets its
+/// own facts, whatever their number.
+#[test]
+fn units_are_read_by_two_systemctl_calls_and_each_gets_its_own_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls");
+    let running = std::process::id();
+    std::fs::write(
+        dir.path().join("systemctl"),
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {log}\ncase $1 in\n\
+             list-unit-files) echo 'a.service enabled enabled'; echo 'c.service disabled enabled' ;;\n\
+             show) printf 'MainPID={running}\\nActiveState=active\\nNeedDaemonReload=no\\n\\n\
+             MainPID=0\\nActiveState=inactive\\nNeedDaemonReload=no\\n\\n\
+             MainPID=0\\nActiveState=inactive\\nNeedDaemonReload=yes\\n\\n' ;;\nesac\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}/systemctl", dir.path().display()));
+    let probes: Vec<facts::Probe> = ["a.service", "b.service", "c.service"]
+        .map(|u| facts::Probe::Service { unit: u.into() })
+        .into();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(facts::script(
+            &probes,
+            &options(dir.path(), Mode::Check, false).hashing,
+        ))
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .output()
+        .unwrap();
+    let facts = facts::parse(&String::from_utf8_lossy(&out.stdout), &probes);
+    let seen = |id: usize, field: &str| facts.get(&id).and_then(|o| o.get(field)).cloned();
+    let exe = std::fs::read_link(format!("/proc/{running}/exe")).unwrap();
+    assert_eq!(seen(0, "enabled").as_deref(), Some("enabled"));
+    assert_eq!(seen(0, "active").as_deref(), Some("active"));
+    assert_eq!(seen(0, "exe"), Some(exe.display().to_string()));
+    assert_eq!(seen(1, "enabled"), None);
+    assert_eq!(seen(1, "active").as_deref(), Some("inactive"));
+    assert_eq!(seen(1, "reload").as_deref(), Some("no"));
+    assert_eq!(seen(2, "enabled").as_deref(), Some("disabled"));
+    assert_eq!(seen(2, "reload").as_deref(), Some("yes"));
+    assert_eq!(seen(2, "exe"), None);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls, "list-unit-files\nshow\n");
+}

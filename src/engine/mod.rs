@@ -26,7 +26,7 @@ pub use facts::{Facts, Probe, Want, gather};
 pub use hash_index::Hashing;
 pub use image::Image;
 pub use object_record::{ObjectRecord, ObjectRef};
-pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource};
+pub use resource::{ApiObject, Guard, Observation, Perms, ReadyCheck, Resource, Until};
 pub use route::Hop;
 pub use transport::{ExecOutput, Transport, TransportError};
 

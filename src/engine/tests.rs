@@ -474,7 +474,7 @@ fn a_wait_after_a_unit_is_planned_when_the_unit_starts_in_the_run() {
         role: "test",
         resources: vec![Resource::Wait {
             name: "tool answers".into(),
-            until: "true".into(),
+            until: Until::Command("true".into()),
             timeout: Duration::from_secs(5),
             failure: "tool not healthy".into(),
             after_units: vec!["tool.service".into()],

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::builders::{directory, manifest_file, task};
 use super::{InstallContext, RoleError, phase};
 use crate::cluster::commands::kubectl;
-use crate::engine::{Phase, Resource};
+use crate::engine::{ApiObject, Phase, Resource, Until};
 
 const ROLE: &str = "workloads";
 /// Where the workload manifests are kept on the first master.
@@ -61,14 +61,10 @@ fn with_service_account_waits(resources: Vec<Resource>, timeout: Duration) -> Ve
             if waited.insert(ns.clone()) {
                 out.push(Resource::Wait {
                     name: format!("ServiceAccount {ns}/default"),
-                    // --raw: no API discovery, the lightest read kubectl makes.
-                    until: format!(
-                        "{} get --raw {}",
-                        kubectl(),
-                        crate::ssh::shell_quote(&format!(
-                            "/api/v1/namespaces/{ns}/serviceaccounts/default"
-                        ))
-                    ),
+                    until: Until::Exists {
+                        kubectl: kubectl(),
+                        object: ApiObject::named("v1", "ServiceAccount", Some(&ns), "default"),
+                    },
                     timeout,
                     failure: format!(
                         "no ServiceAccount {ns}/default: the API refuses pods in {ns} until the controller-manager makes it"

@@ -117,11 +117,34 @@ pub enum Resource {
     /// (the readiness of a service that starts in the background while the run goes on).
     Wait {
         name: String,
-        until: String,
+        until: Until,
         timeout: Duration,
         failure: String,
         after_units: Vec<String>,
     },
+}
+
+/// What a [`Resource::Wait`] waits for; observing it changes nothing.
+#[derive(Debug, Clone)]
+pub enum Until {
+    /// A command succeeds.
+    Command(String),
+    /// An object exists in the API. Facts read it with the host's other objects of the same
+    /// `kubectl` (one process for all), apply polls a `kubectl get` of it.
+    Exists { kubectl: String, object: ApiObject },
+}
+
+impl Until {
+    /// The command that succeeds once the wait is over.
+    fn command(&self) -> String {
+        match self {
+            Until::Command(command) => command.clone(),
+            Until::Exists { kubectl, object } => format!(
+                "printf '%s\\n' {} | {kubectl} get -f - -o name",
+                shell_quote(&object.manifest())
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +247,14 @@ impl Resource {
                 kubectl: kubectl.clone(),
                 object: object.clone(),
             },
+            Resource::Wait {
+                until: Until::Exists { kubectl, object },
+                ..
+            } => Probe::Object {
+                kubectl: kubectl.clone(),
+                object: object.clone(),
+            },
+            Resource::Service { unit, .. } => Probe::Service { unit: unit.clone() },
             Resource::Handler { .. } => Probe::Nothing,
             _ => Probe::Lines(self.probe_lines(id)),
         }
@@ -232,21 +263,6 @@ impl Resource {
     /// The facts of resources that are not paths or objects, as shell lines.
     fn probe_lines(&self, id: usize) -> String {
         match self {
-            // is-enabled reads the unit files (`show`'s UnitFileState is cached until a
-            // daemon-reload); one `show` gives the rest.
-            Resource::Service { unit, .. } => {
-                let u = shell_quote(unit);
-                format!(
-                    "echo \"KF {id} enabled $(systemctl is-enabled {u} 2>/dev/null || true)\"\n\
-                     systemctl show -p ActiveState -p NeedDaemonReload -p MainPID {u} 2>/dev/null | while IFS== read -r kf_k kf_v; do case $kf_k in\n\
-                     ActiveState) echo \"KF {id} active $kf_v\" ;;\n\
-                     NeedDaemonReload) echo \"KF {id} reload $kf_v\" ;;\n\
-                     MainPID) if [ \"$kf_v\" != 0 ]; then echo \"KF {id} exe $(readlink /proc/$kf_v/exe 2>/dev/null)\"; fi ;;\n\
-                     esac; done\n\
-                     if [ -e {pending} ]; then echo \"KF {id} pending yes\"; fi\n",
-                    pending = shell_quote(&pending_marker(unit)),
-                )
-            }
             Resource::Command { guard, .. } => match guard {
                 Guard::Creates(path) => format!(
                     "if [ -e {p} ]; then echo \"KF {id} guard met\"; else echo \"KF {id} guard unmet\"; fi\n",
@@ -269,7 +285,10 @@ impl Resource {
                     "if [ -e {p} ]; then echo \"KF {id} value $(cat {p})\"; else echo \"KF {id} absent yes\"; fi\n"
                 )
             }
-            Resource::Wait { until, .. } => format!(
+            Resource::Wait {
+                until: Until::Command(until),
+                ..
+            } => format!(
                 "if ( {until} ) >/dev/null 2>&1 </dev/null; then echo \"KF {id} ready yes\"; fi\n"
             ),
             Resource::ObjectRecord(record) => record.probe_lines(id),
@@ -364,8 +383,12 @@ impl Resource {
                     push(ChangeKind::Restart(units), None);
                 }
             }
-            Resource::Wait { .. } => {
-                if seen.get("ready").map(String::as_str) != Some("yes") {
+            Resource::Wait { until, .. } => {
+                let ready = match until {
+                    Until::Command(_) => seen.get("ready").is_some_and(|r| r == "yes"),
+                    Until::Exists { .. } => seen.contains_key("live"),
+                };
+                if !ready {
                     let what = "not ready yet".to_string();
                     push(ChangeKind::Wait { what }, None);
                 } else if !restart_inputs.is_empty() {
@@ -507,9 +530,10 @@ impl Resource {
                 ..
             } => {
                 let secs = timeout.as_secs().max(1);
+                let until = until.command();
                 format!(
                     "kf_wait {secs} {q} || {{ echo \"{failure} after {secs}s: $( ( {until} ) 2>&1 </dev/null | tail -n 2)\" >&2; exit 1; }}\n",
-                    q = shell_quote(until),
+                    q = shell_quote(&until),
                 )
             }
         }

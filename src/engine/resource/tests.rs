@@ -177,7 +177,7 @@ fn a_service_running_a_replaced_binary_is_restarted() {
 fn a_wait_is_a_change_until_it_is_ready() {
     let r = Resource::Wait {
         name: "api".into(),
-        until: "true".into(),
+        until: Until::Command("true".into()),
         timeout: Duration::from_secs(5),
         failure: "api not healthy".into(),
         after_units: Vec::new(),

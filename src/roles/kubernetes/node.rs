@@ -11,7 +11,7 @@ use crate::cluster::Node;
 use crate::cluster::commands::KUBELET_HEALTHY;
 use crate::cluster::images::{GUESTBOOK_FRONTEND, HAPROXY, REDIS};
 use crate::cluster::paths::{BIN_DIR, KUBELET_DIR, MANIFESTS_DIR, unit_file};
-use crate::engine::{Resource, Task};
+use crate::engine::{Resource, Task, Until};
 use crate::roles::builders::{directory, service, task};
 use crate::roles::{InstallContext, RoleError};
 
@@ -100,7 +100,7 @@ pub(super) fn kubelet_healthy(ctx: &InstallContext) -> Task {
         "kubelet healthy",
         vec![Resource::Wait {
             name: "kubelet healthz".into(),
-            until: KUBELET_HEALTHY.into(),
+            until: Until::Command(KUBELET_HEALTHY.into()),
             timeout: ctx.cluster.timeouts.of(Duration::from_secs(60)),
             failure: format!("{KUBELET_UNIT} not healthy (systemctl status kubelet)"),
             after_units: vec![KUBELET_UNIT.into()],

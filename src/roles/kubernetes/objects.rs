@@ -9,7 +9,7 @@ use serde_json::json;
 use super::ROLE;
 use crate::cluster::commands::{all_led, kubectl, leaders};
 use crate::cluster::paths::API_MANIFESTS_DIR;
-use crate::engine::{Resource, Task};
+use crate::engine::{Resource, Task, Until};
 use crate::roles::builders::{directory, task};
 use crate::roles::{InstallContext, RoleError};
 use crate::ssh::shell_quote;
@@ -34,7 +34,7 @@ pub(super) fn api_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
                     "wait for kube-apiserver",
                     vec![Resource::Wait {
                         name: "kube-apiserver /healthz".into(),
-                        until: health.clone(),
+                        until: Until::Command(health.clone()),
                         timeout: ctx.cluster.timeouts.of(API_WAIT),
                         failure: format!("kube-apiserver on {} not healthy", m.name),
                         after_units: Vec::new(),
@@ -68,7 +68,7 @@ pub(super) fn leaders_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
             "wait for leaders",
             vec![Resource::Wait {
                 name: "controller-manager and scheduler leaders".into(),
-                until,
+                until: Until::Command(until),
                 timeout: ctx.cluster.timeouts.of(LEADERS_WAIT),
                 failure: "controller-manager or scheduler has no leader renewing its lease".into(),
                 after_units: Vec::new(),
