@@ -19,6 +19,7 @@
 mod ansible;
 mod compare;
 mod project;
+mod ready;
 mod scale;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ use serde::Serialize;
 const TARGET_IDEMPOTENCE_SECONDS: f64 = 1.0;
 const TARGET_ROUND_TRIPS: u64 = 2;
 const TARGET_FACTS_CPU_SECONDS: f64 = 0.2;
+const TARGET_CONVERGE_SECONDS: f64 = 15.0;
+const TARGET_NODES_READY_SECONDS: f64 = 20.0;
 /// The largest inventory's check against the smallest's.
 const TARGET_SCALE_RATIO: f64 = 2.0;
 
@@ -93,6 +96,8 @@ struct Report {
     machine: Machine,
     steps: Vec<StepRun>,
     idempotence_wall_seconds: Spread,
+    /// From the start of converge on fresh hosts until the last node turned Ready.
+    nodes_ready_seconds: Option<f64>,
     scaling: Vec<scale::ScaleRow>,
     /// kubeforge and ansible-playbook side by side on the same file-level work.
     ansible: Option<compare::Comparison>,
@@ -134,11 +139,12 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         machine_peak_kb: std::cell::Cell::new(0),
     };
     let mut steps = Vec::new();
+    let mut nodes_ready_seconds = None;
     let mut scaling = Vec::new();
     if scenario_steps {
         let run = bench.steps(options.runs);
         let destroyed = bench.step("destroy", &["destroy"]);
-        steps = run?;
+        (steps, nodes_ready_seconds) = run?;
         steps.push(destroyed?);
         scaling = scale::rows(
             root,
@@ -191,6 +197,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             peak_memory_in_use_mb: bench.machine_peak_kb.get() / 1024,
         },
         idempotence_wall_seconds: spread(idem),
+        nodes_ready_seconds,
         scaling,
         ansible,
         targets: BTreeMap::new(),
@@ -227,20 +234,23 @@ struct Bench {
 }
 
 impl Bench {
-    /// Every step but destroy, in order; the first failure stops them.
-    fn steps(&self, runs: usize) -> Result<Vec<StepRun>> {
+    /// Every step but destroy, in order (the first failure stops them), and the seconds
+    /// from the start of the first converge until all nodes were Ready.
+    fn steps(&self, runs: usize) -> Result<(Vec<StepRun>, Option<f64>)> {
         let mut steps = vec![
             self.step("create", &["create"])?,
             self.step("syntax", &["syntax"])?,
-            self.step("converge (fresh hosts)", &["converge"])?,
         ];
+        let start = std::time::SystemTime::now();
+        steps.push(self.step("converge (fresh hosts)", &["converge"])?);
+        let ready = ready::all_nodes_ready_after(&self.binary, &self.root, &self.scenario, start)?;
         for i in 1..=runs {
             steps.push(self.step(&format!("idempotence #{i}"), &["idempotence"])?);
         }
         steps.push(self.step("idempotence --full-hash", &["idempotence", "--full-hash"])?);
         steps.push(self.step("converge (again)", &["converge"])?);
         steps.push(self.step("verify", &["verify"])?);
-        Ok(steps)
+        Ok((steps, Some(ready)))
     }
 
     /// Runs `kubeforge <args> <scenario>` with a JUnit report; fails when it does.
@@ -501,6 +511,26 @@ fn with_targets(mut report: Report) -> Report {
         .fold(0.0, f64::max);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let median = report.idempotence_wall_seconds.median;
+    if let Some(converge) = report
+        .steps
+        .iter()
+        .find(|s| s.name == "converge (fresh hosts)")
+    {
+        let wall = converge.wall_seconds;
+        report.targets.insert(
+            "converge from fresh hosts <= 15 s",
+            format!("{} ({wall:.2} s)", verdict(wall <= TARGET_CONVERGE_SECONDS)),
+        );
+    }
+    if let Some(ready) = report.nodes_ready_seconds {
+        report.targets.insert(
+            "converge start to all nodes Ready <= 20 s",
+            format!(
+                "{} ({ready:.1} s, the API's Ready times have whole seconds)",
+                verdict(ready <= TARGET_NODES_READY_SECONDS)
+            ),
+        );
+    }
     if let (Some(first), Some(last)) = (report.scaling.first(), report.scaling.last())
         && last.hosts > first.hosts
     {
@@ -590,6 +620,11 @@ fn steps_table(report: &Report) -> String {
             step.wall_seconds,
             step.kubeforge_cpu_seconds,
             step.kubeforge_peak_rss_kb as f64 / 1024.0
+        ));
+    }
+    if let Some(ready) = report.nodes_ready_seconds {
+        s.push_str(&format!(
+            "\nall nodes Ready {ready:.1} s after converge (fresh hosts) started\n"
         ));
     }
     let i = &report.idempotence_wall_seconds;

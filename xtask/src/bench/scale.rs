@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Bench, Spread, StepRun, project, spread};
+use super::{Bench, Spread, project, spread};
 
 /// One inventory size as measured.
 #[derive(Debug, Serialize)]
@@ -25,9 +25,12 @@ pub struct ScaleRow {
     pub check_seconds: Spread,
     /// kubeforge's own CPU seconds per check (median): what grows on the control machine.
     pub check_kubeforge_cpu_seconds: f64,
-    /// The facts scripts' CPU seconds per check, all hosts together (median): on this
-    /// machine every host shares its CPUs, so this bounds how far a check can scale here.
+    /// The facts scripts' CPU seconds per check, all hosts together (median).
     pub check_hosts_cpu_seconds: f64,
+    /// Everything the hosts' containers used per check (median), read from their cgroups:
+    /// sshd, sudo and the facts scripts. On this machine every host shares its CPUs, so a
+    /// check cannot take less than this divided by the CPUs.
+    pub check_containers_cpu_seconds: f64,
     pub check_peak_rss_kb: u64,
     /// The most SSH round trips one host cost in a check.
     pub check_most_round_trips: u64,
@@ -74,9 +77,17 @@ fn row(bench: &Bench, hosts: usize, runs: usize) -> Result<ScaleRow> {
     let step = |what: &str, args: &[&str]| bench.step(&format!("scale {hosts}: {what}"), args);
     let create = step("create", &["create"])?;
     let apply = step("converge --only-files", &["converge", "--only-files"])?;
-    let checks = (1..=runs)
-        .map(|i| step(&format!("check #{i}"), &["idempotence", "--only-files"]))
-        .collect::<Result<Vec<StepRun>>>()?;
+    let cgroups = ContainerCpu::of(&bench.scenario)?;
+    let mut checks = Vec::new();
+    let mut containers_cpu = Vec::new();
+    for i in 1..=runs {
+        let before = cgroups.seconds()?;
+        checks.push(step(
+            &format!("check #{i}"),
+            &["idempotence", "--only-files"],
+        )?);
+        containers_cpu.push(cgroups.seconds()? - before);
+    }
     let apply_bytes_per_worker = apply
         .hosts
         .iter()
@@ -102,6 +113,7 @@ fn row(bench: &Bench, hosts: usize, runs: usize) -> Result<ScaleRow> {
                 .collect(),
         )
         .median,
+        check_containers_cpu_seconds: spread(containers_cpu).median,
         check_peak_rss_kb: checks
             .iter()
             .map(|c| c.kubeforge_peak_rss_kb)
@@ -114,6 +126,73 @@ fn row(bench: &Bench, hosts: usize, runs: usize) -> Result<ScaleRow> {
             .max()
             .unwrap_or(0),
     })
+}
+
+/// The CPU accounting of a scenario's containers (cgroup v1 `cpuacct.usage` or v2
+/// `cpu.stat`).
+struct ContainerCpu {
+    files: Vec<std::path::PathBuf>,
+}
+
+impl ContainerCpu {
+    /// The containers the Podman driver made for `scenario` (named `kf-<scenario>-...`).
+    fn of(scenario: &str) -> Result<Self> {
+        let podman = |args: &[&str]| -> Result<String> {
+            let out = std::process::Command::new("podman").args(args).output()?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "podman {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let filter = format!("name=^kf-{scenario}-");
+        let ids = podman(&["ps", "-q", "--filter", &filter])?;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() {
+            anyhow::bail!("no containers of {scenario} found to measure");
+        }
+        let mut args = vec!["inspect", "-f", "{{.State.CgroupPath}}"];
+        args.extend(&ids);
+        let files = podman(&args)?
+            .lines()
+            .map(|path| {
+                let v1 = Path::new("/sys/fs/cgroup/cpuacct")
+                    .join(path.trim_start_matches('/'))
+                    .join("cpuacct.usage");
+                if v1.exists() {
+                    v1
+                } else {
+                    Path::new("/sys/fs/cgroup")
+                        .join(path.trim_start_matches('/'))
+                        .join("cpu.stat")
+                }
+            })
+            .collect();
+        Ok(ContainerCpu { files })
+    }
+
+    /// CPU seconds the containers have used so far.
+    fn seconds(&self) -> Result<f64> {
+        let mut total = 0.0;
+        for file in &self.files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            total += cgroup_cpu_seconds(&text)
+                .ok_or_else(|| anyhow::anyhow!("no CPU usage in {}", file.display()))?;
+        }
+        Ok(total)
+    }
+}
+
+/// Seconds from a cgroup v1 `cpuacct.usage` (nanoseconds) or v2 `cpu.stat` (`usage_usec`).
+fn cgroup_cpu_seconds(text: &str) -> Option<f64> {
+    match text.lines().find_map(|l| l.strip_prefix("usage_usec ")) {
+        Some(usec) => Some(usec.trim().parse::<f64>().ok()? / 1e6),
+        None => Some(text.trim().parse::<f64>().ok()? / 1e9),
+    }
 }
 
 /// A scenario of `hosts` Podman hosts: etcd-01, kube-master-01 and workers.
@@ -138,7 +217,7 @@ pub fn table(rows: &[ScaleRow]) -> String {
         kubeforge::connections::DEFAULT_HOSTS_AT_ONCE
     );
     s.push_str(&format!(
-        "{:>5} {:>9} {:>9} {:>10} {:>12} {:>12} {:>13} {:>13} {:>6} {:>13} {:>12}\n",
+        "{:>5} {:>9} {:>9} {:>10} {:>12} {:>12} {:>13} {:>13} {:>13} {:>6} {:>13} {:>12}\n",
         "hosts",
         "create s",
         "apply s",
@@ -146,6 +225,7 @@ pub fn table(rows: &[ScaleRow]) -> String {
         "check med s",
         "check/first",
         "kubeforge CPU",
+        "facts CPU s",
         "hosts' CPU s",
         "trips",
         "check RSS MB",
@@ -154,7 +234,7 @@ pub fn table(rows: &[ScaleRow]) -> String {
     let first = rows.first().map_or(f64::NAN, |r| r.check_seconds.median);
     for r in rows {
         s.push_str(&format!(
-            "{:>5} {:>9.1} {:>9.1} {:>10.1} {:>12.2} {:>12.2} {:>13.2} {:>13.2} {:>6} {:>13.1} {:>12.0}\n",
+            "{:>5} {:>9.1} {:>9.1} {:>10.1} {:>12.2} {:>12.2} {:>13.2} {:>13.2} {:>13.2} {:>6} {:>13.1} {:>12.0}\n",
             r.hosts,
             r.create_seconds,
             r.apply_seconds,
@@ -163,6 +243,7 @@ pub fn table(rows: &[ScaleRow]) -> String {
             r.check_seconds.median / first,
             r.check_kubeforge_cpu_seconds,
             r.check_hosts_cpu_seconds,
+            r.check_containers_cpu_seconds,
             r.check_most_round_trips,
             r.check_peak_rss_kb as f64 / 1024.0,
             r.check_rss_kb_per_host()
@@ -174,6 +255,14 @@ pub fn table(rows: &[ScaleRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_cpu_usage_of_either_version() {
+        assert_eq!(cgroup_cpu_seconds("1500000000\n"), Some(1.5));
+        let v2 = "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n";
+        assert_eq!(cgroup_cpu_seconds(v2), Some(2.5));
+        assert_eq!(cgroup_cpu_seconds("max\n"), None);
+    }
 
     #[test]
     fn a_scaled_scenario_has_one_etcd_one_master_and_the_rest_workers() {
