@@ -16,7 +16,7 @@ use crate::cluster::images::PAUSE;
 use crate::cluster::paths::{
     BIN_DIR, CNI_BIN_DIR, CONTAINERD_SOCKET, IMAGE_DIR, KUBEFORGE_DIR, unit_file,
 };
-use crate::engine::{Hop, Phase, ReadyCheck, Resource};
+use crate::engine::{Guard, Hop, Phase, ReadyCheck, Resource};
 
 const ROLE: &str = "runtime";
 const CONFIG_PATH: &str = "/etc/containerd/config.toml";
@@ -56,6 +56,17 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
                     directory(KUBEFORGE_DIR, 0o755),
                     directory(IMAGE_DIR, 0o700),
                 ],
+            ),
+            // Images are streamed into containerd; before that, converge left each
+            // image's tarball here too, which nothing reads.
+            task(
+                ROLE,
+                "image tarballs of earlier versions",
+                vec![Resource::Command {
+                    name: "remove image tarballs".into(),
+                    command: format!("rm -f {IMAGE_DIR}/*.tar"),
+                    guard: Guard::Unless(format!("set -- {IMAGE_DIR}/*.tar; [ ! -e \"$1\" ]")),
+                }],
             )],
         ));
         let t = RuntimeTemplate {
