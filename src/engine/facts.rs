@@ -5,8 +5,8 @@
 //! every managed path (a sha256 only for the files whose stat differs from the host's hash
 //! index, see [`super::hash_index`]), one `kubectl get` per kubectl for all API objects
 //! (one call per object only when that call fails, so that an object of a kind the API does
-//! not know yet reads as absent alone), one `ctr images ls` for all images, and the
-//! resources' own lines for the rest. Facts
+//! not know yet reads as absent alone), one `ctr images ls` for all images, two `systemctl`
+//! for all units, and the resources' own lines for the rest. Facts
 //! come back as `KF <id> <field> <value>` lines. The resources of several plans of a host
 //! (every phase of a check-mode run) can be observed by one script.
 
@@ -244,8 +244,9 @@ fn cpu_seconds(stdout: &str) -> f64 {
         .sum()
 }
 
-/// Two `systemctl` processes for every unit of the host. `show` prints one block per unit
-/// named, in order and also for a unit that does not exist, each ended by an empty line.
+/// Two `systemctl` processes for all units of the host, whatever their number. `show`
+/// prints one block per unit named, in order and also for a unit that does not exist, each
+/// ended by an empty line.
 fn units_probe(units: &[(usize, &str)]) -> String {
     let names: String = units
         .iter()

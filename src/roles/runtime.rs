@@ -46,28 +46,30 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
         // land in are made one phase earlier.
         dirs.push((
             node.name.clone(),
-            vec![task(
-                ROLE,
-                "directories for uploads",
-                vec![
-                    directory(BIN_DIR, 0o755),
-                    directory("/opt/cni", 0o755),
-                    directory(CNI_BIN_DIR, 0o755),
-                    directory(KUBEFORGE_DIR, 0o755),
-                    directory(IMAGE_DIR, 0o700),
-                ],
-            ),
-            // Images are streamed into containerd; before that, converge left each
-            // image's tarball here too, which nothing reads.
-            task(
-                ROLE,
-                "image tarballs of earlier versions",
-                vec![Resource::Command {
-                    name: "remove image tarballs".into(),
-                    command: format!("rm -f {IMAGE_DIR}/*.tar"),
-                    guard: Guard::Unless(format!("set -- {IMAGE_DIR}/*.tar; [ ! -e \"$1\" ]")),
-                }],
-            )],
+            vec![
+                task(
+                    ROLE,
+                    "directories for uploads",
+                    vec![
+                        directory(BIN_DIR, 0o755),
+                        directory("/opt/cni", 0o755),
+                        directory(CNI_BIN_DIR, 0o755),
+                        directory(KUBEFORGE_DIR, 0o755),
+                        directory(IMAGE_DIR, 0o700),
+                    ],
+                ),
+                // Images are streamed into containerd; before that, converge left each
+                // image's tarball here too, which nothing reads.
+                task(
+                    ROLE,
+                    "image tarballs of earlier versions",
+                    vec![Resource::Command {
+                        name: "remove image tarballs".into(),
+                        command: format!("rm -f {IMAGE_DIR}/*.tar"),
+                        guard: Guard::Unless(format!("set -- {IMAGE_DIR}/*.tar; [ ! -e \"$1\" ]")),
+                    }],
+                ),
+            ],
         ));
         let t = RuntimeTemplate {
             node,
