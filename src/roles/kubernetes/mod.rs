@@ -78,6 +78,7 @@ fn template_context(ctx: &InstallContext, node: &Node) -> Value {
         },
         "etcd_servers": cluster.etcd_endpoints,
         "leader_election": cluster.leader_election(),
+        "node_status_update_seconds": cluster.timeouts.secs(2),
         "lb": cluster.api().load_balancer,
         "lb_dir": LB_DIR,
     })
