@@ -4,31 +4,20 @@
 
 use super::paths::{ADMIN_KUBECONFIG, BIN_DIR, CONTAINERD_SOCKET, ETCD_SSL_DIR};
 
-/// The environment of the Go command lines kubeforge runs on hosts (kubectl, etcdctl, ctr).
-/// Each is a short-lived process, for which Go's parallel garbage collector costs more CPU
-/// than it saves: collecting only near 128 MiB, on one thread, a `kubectl get` used about
-/// 30% less CPU (50 -> 35 ms on the default scenario's master), `ctr images ls` 20 -> 16 ms.
-const GO_CLI_ENV: &str = "GOGC=off GOMEMLIMIT=128MiB GOMAXPROCS=1";
-
 /// `etcdctl` on an etcd host, authenticated with that host's client certificate.
 pub fn etcdctl(endpoints: &str) -> String {
     format!(
-        "ETCDCTL_API=3 {GO_CLI_ENV} {BIN_DIR}/etcdctl --endpoints={endpoints} --cacert={ETCD_SSL_DIR}/ca.pem --cert={ETCD_SSL_DIR}/etcdctl.pem --key={ETCD_SSL_DIR}/etcdctl-key.pem --command-timeout=5s"
+        "ETCDCTL_API=3 {BIN_DIR}/etcdctl --endpoints={endpoints} --cacert={ETCD_SSL_DIR}/ca.pem --cert={ETCD_SSL_DIR}/etcdctl.pem --key={ETCD_SSL_DIR}/etcdctl-key.pem --command-timeout=5s"
     )
 }
 
 /// `kubectl` on a master, as cluster admin.
 pub fn kubectl() -> String {
-    format!("env {GO_CLI_ENV} {BIN_DIR}/kubectl --kubeconfig={ADMIN_KUBECONFIG}")
+    format!("{BIN_DIR}/kubectl --kubeconfig={ADMIN_KUBECONFIG}")
 }
 
-/// `ctr` in the namespace the CRI plugin (and so kubelet) uses, as kubeforge runs it.
+/// `ctr` in the namespace the CRI plugin (and so kubelet) uses.
 pub fn ctr() -> String {
-    format!("env {GO_CLI_ENV} {}", ctr_in_unit())
-}
-
-/// The same `ctr` for a unit's long-running commands, with Go's defaults.
-pub fn ctr_in_unit() -> String {
     format!("{BIN_DIR}/ctr --address {CONTAINERD_SOCKET} --namespace k8s.io")
 }
 

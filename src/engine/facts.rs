@@ -25,6 +25,13 @@ use crate::ssh::shell_quote;
 
 const FACTS_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The Go runtime settings of the script's Go processes (kubectl, ctr): each is a short
+/// read, for which Go's parallel garbage collector costs more CPU than it saves. Collecting
+/// only near 128 MiB, on one thread, a `kubectl get` used about 30% less CPU (50 -> 35 ms on
+/// the default scenario's master, 1.19 -> 1.03 s on an emulated one) and `ctr images ls`
+/// 20 -> 16 ms, for 4 MB more memory.
+const GO_CLI_ENV: &str = "GOGC=off GOMEMLIMIT=128MiB GOMAXPROCS=1";
+
 /// How the facts script observes one resource.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
@@ -203,7 +210,7 @@ pub(super) fn script(probes: &[Probe], hashing: &Hashing) -> String {
             Probe::Nothing => {}
         }
     }
-    let mut script = String::from("export LC_ALL=C\n");
+    let mut script = format!("export LC_ALL=C {GO_CLI_ENV}\n");
     if !paths.is_empty() {
         script.push_str(&hashing.shell_functions());
         script.push_str(&paths_functions());

@@ -78,7 +78,7 @@ fn template_context(ctx: &InstallContext, node: &Node) -> Value {
         },
         "etcd_servers": cluster.etcd_endpoints,
         "leader_election": cluster.leader_election(),
-        "node_status_update_seconds": cluster.timeouts.secs(2),
+        "node_status_update_seconds": cluster.node_status_update_seconds(),
         "lb": cluster.api().load_balancer,
         "lb_dir": LB_DIR,
     })

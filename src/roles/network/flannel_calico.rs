@@ -11,7 +11,7 @@
 use serde_json::json;
 
 use super::ROLE;
-use crate::cluster::commands::ctr_in_unit;
+use crate::cluster::commands::ctr;
 use crate::cluster::images::{CalicoImages, calico};
 use crate::cluster::paths::{BIN_DIR, K8S_SSL_DIR, MANIFESTS_DIR, unit_file};
 use crate::cluster::{NETWORK_KEY, Node};
@@ -74,7 +74,7 @@ pub(super) fn node_tasks(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>,
         "etcd_servers": cluster.etcd_endpoints,
         "etcd_prefix": NETWORK_KEY.trim_end_matches("/config"),
         "calico_kubeconfig": CALICO_KUBECONFIG,
-        "ctr": ctr_in_unit(),
+        "ctr": ctr(),
         "images": images,
     });
 
