@@ -417,8 +417,6 @@ fn diff_all(
     restarted: &BTreeSet<String>,
 ) -> Vec<Vec<Change>> {
     let mut changed_inputs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    // Units this plan (re)starts, as far as the diff has gone.
-    let mut started_here: BTreeSet<&str> = BTreeSet::new();
     let mut per_resource = Vec::with_capacity(resources.len());
     let empty = Observation::new();
     for (i, (t, r)) in resources.iter().enumerate() {
@@ -428,21 +426,14 @@ fn diff_all(
                 .flat_map(|task| changed_inputs.get(task.as_str()).into_iter().flatten())
                 .cloned()
                 .collect(),
-            Resource::Handler { after_units, .. } | Resource::Wait { after_units, .. } => {
-                after_units
-                    .iter()
-                    .filter(|u| restarted.contains(*u) || started_here.contains(u.as_str()))
-                    .cloned()
-                    .collect()
-            }
+            Resource::Handler { after_units, .. } => after_units
+                .iter()
+                .filter(|u| restarted.contains(*u))
+                .cloned()
+                .collect(),
             _ => Vec::new(),
         };
         let changes = r.diff(facts.get(&i).unwrap_or(&empty), &inputs);
-        if let Resource::Service { unit, .. } = r
-            && changes.iter().any(|c| c.kind.starts())
-        {
-            started_here.insert(unit);
-        }
         if r.is_restart_input() && changes.iter().any(|c| c.kind.alters_content()) {
             changed_inputs
                 .entry(plan.tasks[*t].name.as_str())

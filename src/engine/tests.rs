@@ -464,57 +464,6 @@ fn restart_inputs_are_derived_from_the_notifying_tasks() {
     assert!(changes[2].is_empty(), "{:?}", changes[2]);
 }
 
-/// A wait that follows a unit is planned when that unit (re)starts earlier in the run,
-/// however ready it looked before; otherwise only when it is not ready.
-#[test]
-fn a_wait_after_a_unit_is_planned_when_the_unit_starts_in_the_run() {
-    let mut plan = service_plan(&["tool binary", "tool service"]).unwrap();
-    plan.tasks.push(Task {
-        name: "tool healthy".into(),
-        role: "test",
-        resources: vec![Resource::Wait {
-            name: "tool answers".into(),
-            until: Until::Command("true".into()),
-            timeout: Duration::from_secs(5),
-            failure: "tool not healthy".into(),
-            after_units: vec!["tool.service".into()],
-        }],
-    });
-    let owned: Vec<(usize, Resource)> = plan
-        .tasks
-        .iter()
-        .enumerate()
-        .flat_map(|(t, task)| task.resources.iter().map(move |r| (t, r.clone())))
-        .collect();
-    let resources: Vec<(usize, &Resource)> = owned.iter().map(|(t, r)| (*t, r)).collect();
-    let running = "KF 1 type dir\nKF 1 perms 755 root root\n\
-                   KF 2 enabled enabled\nKF 2 active active\nKF 2 reload no\n";
-    let binary = |sha: &str| format!("KF 0 type file\nKF 0 perms 755 root root\nKF 0 sha {sha}\n");
-    let waits = |facts: String| {
-        diff_all(&plan, &resources, &parse_facts(&facts), &Default::default())[3]
-            .iter()
-            .map(|c| c.summary())
-            .collect::<Vec<_>>()
-    };
-    let current = binary(&"1".repeat(64));
-    assert_eq!(
-        waits(format!("{current}{running}KF 3 ready yes\n")),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        waits(format!("{current}{running}")),
-        vec!["wait (not ready yet)"]
-    );
-    assert_eq!(
-        waits(format!("{}{running}KF 3 ready yes\n", binary("2222"))),
-        vec!["wait (tool.service started in this run)"]
-    );
-    // Started by an earlier phase of the run (on any host) counts the same.
-    let restarted = ["tool.service".to_string()].into();
-    let facts = parse_facts(&format!("{current}{running}KF 3 ready yes\n"));
-    assert_eq!(diff_all(&plan, &resources, &facts, &restarted)[3].len(), 1);
-}
-
 #[test]
 fn a_service_notified_by_a_missing_or_later_task_is_refused() {
     let err = service_plan(&["no such task"]).unwrap_err();

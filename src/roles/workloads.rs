@@ -69,7 +69,6 @@ fn with_service_account_waits(resources: Vec<Resource>, timeout: Duration) -> Ve
                     failure: format!(
                         "no ServiceAccount {ns}/default: the API refuses pods in {ns} until the controller-manager makes it"
                     ),
-                    after_units: Vec::new(),
                 });
             }
         }

@@ -24,8 +24,6 @@ use crate::state::ScenarioState;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// What converge does on the masters when etcd restarts.
 const APISERVER_HANDLER: &str = "handler restart kube-apiserver";
-/// Planned on a node whose kubelet restarts.
-const KUBELET_WAIT: &str = "wait kubelet healthz";
 
 /// One hand change: where it is made, how, what converge must report for it (host and
 /// resource label), and a command that succeeds once the host is repaired.
@@ -315,11 +313,7 @@ fn cluster_drifts(h: &Hosts, cluster: &Cluster) -> Vec<Drift> {
             command: format!(
                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null -out {kubelet_cert}.kf-drift -subj /CN=kubeforge-drift -days 1 2>/dev/null && mv -f {kubelet_cert}.kf-drift {kubelet_cert}"
             ),
-            expect: vec![
-                file(h.a, &kubelet_cert),
-                service(h.a, "kubelet.service"),
-                at(h.a, KUBELET_WAIT.into()),
-            ],
+            expect: vec![file(h.a, &kubelet_cert), service(h.a, "kubelet.service")],
             repaired: format!(
                 "openssl verify -CAfile {K8S_SSL_DIR}/ca.pem {kubelet_cert} >/dev/null"
             ),

@@ -112,15 +112,12 @@ pub enum Resource {
     /// The record of the API objects applied on this host (see [`ObjectRecord`]).
     ObjectRecord(ObjectRecord),
     /// A readiness wait: satisfied while the read-only `until` command succeeds; apply polls
-    /// it until `timeout`, then fails with `failure` and what `until` printed last. It is
-    /// also planned when one of `after_units` is started or restarted earlier in this run
-    /// (the readiness of a service that starts in the background while the run goes on).
+    /// it until `timeout`, then fails with `failure` and what `until` printed last.
     Wait {
         name: String,
         until: Until,
         timeout: Duration,
         failure: String,
-        after_units: Vec<String>,
     },
 }
 
@@ -390,9 +387,6 @@ impl Resource {
                 };
                 if !ready {
                     let what = "not ready yet".to_string();
-                    push(ChangeKind::Wait { what }, None);
-                } else if !restart_inputs.is_empty() {
-                    let what = format!("{} started in this run", restart_inputs.join(", "));
                     push(ChangeKind::Wait { what }, None);
                 }
             }

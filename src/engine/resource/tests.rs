@@ -180,7 +180,6 @@ fn a_wait_is_a_change_until_it_is_ready() {
         until: Until::Command("true".into()),
         timeout: Duration::from_secs(5),
         failure: "api not healthy".into(),
-        after_units: Vec::new(),
     };
     assert!(r.diff(&seen(&[("ready", "yes")]), &[]).is_empty());
     let c = r.diff(&seen(&[]), &[]);

@@ -98,7 +98,7 @@ pub(super) fn static_pods(
             },
         ]);
     }
-    let mut pods = Vec::new();
+    let mut pods = vec![directory(MANIFESTS_DIR, 0o755)];
     for c in components {
         let (_, artifact) = ctx.bundle.get(&format!("image:{}", c.image))?;
         let inputs = format!("{}{}", inputs_digest(earlier, c.inputs)?, artifact.sha256);

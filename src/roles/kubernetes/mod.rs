@@ -36,16 +36,13 @@ pub fn phases(ctx: &InstallContext) -> Result<Vec<Phase>, RoleError> {
     let mut hosts = Vec::new();
     for node in &ctx.cluster.nodes {
         let base = template_context(ctx, node);
-        let mut tasks = node::binaries(ctx, node)?;
+        let mut tasks = node::binaries_and_images(ctx, node)?;
         tasks.extend(credentials::tasks(ctx, node)?);
         if let Some(lb) = &ctx.cluster.api().load_balancer {
             tasks.push(control_plane::load_balancer(ctx, lb, &base)?);
         }
-        // The kubelet starts while the images are imported; its pods come after them.
-        tasks.push(node::kubelet(ctx, &base)?);
-        tasks.push(node::images(ctx, node)?);
         tasks.push(control_plane::static_pods(ctx, node, &base, &tasks)?);
-        tasks.push(node::kubelet_healthy(ctx));
+        tasks.push(node::kubelet(ctx, &base)?);
         hosts.push((node.name.clone(), tasks));
     }
     Ok(vec![

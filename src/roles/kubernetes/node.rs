@@ -10,8 +10,8 @@ use super::credentials::{CLUSTER_CA, KUBELET};
 use crate::cluster::Node;
 use crate::cluster::commands::KUBELET_HEALTHY;
 use crate::cluster::images::{GUESTBOOK_FRONTEND, HAPROXY, REDIS};
-use crate::cluster::paths::{BIN_DIR, KUBELET_DIR, MANIFESTS_DIR, unit_file};
-use crate::engine::{Resource, Task, Until};
+use crate::cluster::paths::{BIN_DIR, KUBELET_DIR, unit_file};
+use crate::engine::{ReadyCheck, Task};
 use crate::roles::builders::{directory, service, task};
 use crate::roles::{InstallContext, RoleError};
 
@@ -20,8 +20,14 @@ const KUBELET_CONFIG: &str = "/etc/kubernetes/kubelet-config.yaml";
 const KUBELET_BINARY: &str = "kubelet binary";
 const KUBELET_TASK: &str = "kubelet";
 
-/// The kubelet, and kubectl on masters.
-pub(super) fn binaries(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, RoleError> {
+/// The kubelet (and, on masters, kubectl) and the images of the node's pods: the control
+/// plane's on masters, kube-proxy everywhere, the guestbook's on workers (where its pods run).
+pub(super) fn binaries_and_images(
+    ctx: &InstallContext,
+    node: &Node,
+) -> Result<Vec<Task>, RoleError> {
+    let cluster = ctx.cluster;
+    let mut images = vec![cluster.component_image("kube-proxy")];
     let mut tasks = vec![task(
         ROLE,
         KUBELET_BINARY,
@@ -29,16 +35,6 @@ pub(super) fn binaries(ctx: &InstallContext, node: &Node) -> Result<Vec<Task>, R
     )];
     if node.master {
         tasks.push(task(ROLE, "kubectl", vec![ctx.binary("kubectl")?]));
-    }
-    Ok(tasks)
-}
-
-/// The images of the node's pods: the control plane's on masters, kube-proxy everywhere,
-/// the guestbook's on workers (where its pods run), the load balancer's when there is one.
-pub(super) fn images(ctx: &InstallContext, node: &Node) -> Result<Task, RoleError> {
-    let cluster = ctx.cluster;
-    let mut images = vec![cluster.component_image("kube-proxy")];
-    if node.master {
         images.extend(
             [
                 "kube-apiserver",
@@ -53,24 +49,22 @@ pub(super) fn images(ctx: &InstallContext, node: &Node) -> Result<Task, RoleErro
     if cluster.api().load_balancer.is_some() {
         images.push(HAPROXY.to_string());
     }
-    let resources = images
-        .iter()
-        .map(|r| ctx.image(r))
-        .collect::<Result<_, _>>()?;
-    Ok(task(ROLE, "kubernetes images", resources))
+    let mut resources = Vec::new();
+    for r in &images {
+        resources.push(ctx.image(r)?);
+    }
+    tasks.push(task(ROLE, "kubernetes images", resources));
+    Ok(tasks)
 }
 
-/// The kubelet's configuration, unit and static pod directory, and the service, restarted
-/// when its binary, the CA, its credentials or its configuration change. It is started
-/// before the images are imported and its static pods written: its own start-up (cAdvisor
-/// alone takes 5 s) runs alongside the imports, and [`kubelet_healthy`] waits for it after.
+/// The kubelet's configuration and unit, and the service, restarted when its binary, the
+/// CA, its credentials or its configuration change.
 pub(super) fn kubelet(ctx: &InstallContext, base: &Value) -> Result<Task, RoleError> {
     Ok(task(
         ROLE,
         KUBELET_TASK,
         vec![
             directory(KUBELET_DIR, 0o700),
-            directory(MANIFESTS_DIR, 0o755),
             ctx.template(
                 KUBELET_CONFIG,
                 "kubernetes/kubelet-config.yaml",
@@ -86,24 +80,11 @@ pub(super) fn kubelet(ctx: &InstallContext, base: &Value) -> Result<Task, RoleEr
             service(
                 KUBELET_UNIT,
                 &[KUBELET_BINARY, CLUSTER_CA, KUBELET, KUBELET_TASK],
-                None,
+                Some(ReadyCheck {
+                    command: KUBELET_HEALTHY.into(),
+                    timeout: ctx.cluster.timeouts.of(Duration::from_secs(60)),
+                }),
             ),
         ],
     ))
-}
-
-/// The end of a node's tasks: its kubelet answers healthz, checked whenever the kubelet
-/// was (re)started in this run and by every check.
-pub(super) fn kubelet_healthy(ctx: &InstallContext) -> Task {
-    task(
-        ROLE,
-        "kubelet healthy",
-        vec![Resource::Wait {
-            name: "kubelet healthz".into(),
-            until: Until::Command(KUBELET_HEALTHY.into()),
-            timeout: ctx.cluster.timeouts.of(Duration::from_secs(60)),
-            failure: format!("{KUBELET_UNIT} not healthy (systemctl status kubelet)"),
-            after_units: vec![KUBELET_UNIT.into()],
-        }],
-    )
 }

@@ -37,7 +37,6 @@ pub(super) fn api_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
                         until: Until::Command(health.clone()),
                         timeout: ctx.cluster.timeouts.of(API_WAIT),
                         failure: format!("kube-apiserver on {} not healthy", m.name),
-                        after_units: Vec::new(),
                     }],
                 )],
             )
@@ -71,7 +70,6 @@ pub(super) fn leaders_wait(ctx: &InstallContext) -> Vec<(String, Vec<Task>)> {
                 until: Until::Command(until),
                 timeout: ctx.cluster.timeouts.of(LEADERS_WAIT),
                 failure: "controller-manager or scheduler has no leader renewing its lease".into(),
-                after_units: Vec::new(),
             }],
         )],
     )]
