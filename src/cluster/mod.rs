@@ -386,14 +386,15 @@ mod tests {
         assert_eq!(c.workers().count(), 2);
     }
 
+    /// The cluster of a scenario text, on its planned hosts.
+    fn derived(text: &str) -> Cluster {
+        let s = scenario(text);
+        Cluster::derive(&s, &Inventory::planned(&s)).unwrap()
+    }
+
     #[test]
     fn leader_election_keeps_kubernetes_defaults_and_stretches_on_a_slow_platform() {
-        let at = |text: &str| {
-            let s = scenario(text);
-            Cluster::derive(&s, &Inventory::planned(&s))
-                .unwrap()
-                .leader_election()
-        };
+        let at = |text: &str| derived(text).leader_election();
         let le = |lease: &str, renew: &str, retry: &str| LeaderElection {
             lease_duration: lease.into(),
             renew_deadline: renew.into(),
@@ -408,12 +409,7 @@ mod tests {
 
     #[test]
     fn node_status_is_computed_often_only_on_real_cpus() {
-        let at = |text: &str| {
-            let s = scenario(text);
-            Cluster::derive(&s, &Inventory::planned(&s))
-                .unwrap()
-                .node_status_update_seconds()
-        };
+        let at = |text: &str| derived(text).node_status_update_seconds();
         assert_eq!(at(DEFAULT), 2);
         assert_eq!(at(&format!("{DEFAULT}timeout_scale: 4\n")), 10);
     }
